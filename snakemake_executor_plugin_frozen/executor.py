@@ -1,0 +1,290 @@
+"""Glue between Snakemake and the snapshot engine, the batch script and the SLURM backend."""
+
+import os
+import shlex
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+from snakemake_interface_common.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
+from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
+
+from snakemake_executor_plugin_frozen import jobscript
+from snakemake_executor_plugin_frozen.backends import LocalBackend, SbatchBackend
+from snakemake_executor_plugin_frozen.leaks import shell_leaks
+from snakemake_executor_plugin_frozen.settings import ExecutorSettings
+from snakemake_executor_plugin_frozen.slurm.commands import SbatchError, SlurmCommandError
+from snakemake_executor_plugin_frozen.slurm.status import Outcome, PollInterval
+from snakemake_executor_plugin_frozen.slurm.submit import (
+    JobSpec,
+    SlurmSubmitError,
+    SubmitSettings,
+    wildcards_comment,
+    wildcards_dir,
+)
+from snakemake_executor_plugin_frozen.snapshot import (
+    PackResult,
+    SelectionSettings,
+    SnapshotError,
+    pack,
+    read_manifest,
+)
+from snakemake_executor_plugin_frozen.workflow_sources import (
+    code_root_for,
+    config_files_in_load_order,
+    snakemake_sources,
+)
+
+STORE = Path(".snakemake/frozen/snapshots")
+
+
+class Executor(RemoteExecutor):
+    def __post_init__(self) -> None:
+        self.settings: ExecutorSettings = self.workflow.executor_settings
+        self.workdir = Path(self.workflow.workdir_init).resolve()
+        self.logdir = (self.workdir / self.settings.logdir).resolve()
+        self.run_id = str(uuid.uuid4())
+        self.backend = (
+            LocalBackend()
+            if self.settings.submit == "local"
+            else SbatchBackend(
+                SubmitSettings(
+                    qos=self.settings.qos or None,
+                    reservation=self.settings.reservation or None,
+                    requeue=self.settings.requeue,
+                )
+            )
+        )
+        self.poll_interval = PollInterval()
+        self.snapshot: PackResult | None = None
+        self.snapshot_files: frozenset[str] = frozenset()
+        self.code_root = Path()
+        self.checked_rules: set[str] = set()
+        self.logger.info(
+            f"frozen: mode {self.settings.mode}, submit via {self.settings.submit}, "
+            f"run {self.run_id}, logs in {self.logdir}"
+        )
+        if self.settings.mode != "off":
+            self.take_snapshot()
+
+    # -- the snapshot, taken once ---------------------------------------------------------
+
+    def take_snapshot(self) -> None:
+        snakefile = Path(self.workflow.main_snakefile).resolve()
+        self.code_root = code_root_for(snakefile, self.settings.code_root)
+        store = self.workdir / STORE
+        selection = SelectionSettings(
+            exclude_folders=tuple(self.settings.exclude_folders),
+            code_suffixes=tuple(self.settings.code_suffixes),
+            exclude=tuple(self.settings.exclude),
+            max_size_mb=self.settings.max_size_mb,
+            skip_size_check=self.settings.skip_size_check,
+            extra_excluded_dirs=(self.logdir, store),
+        )
+        try:
+            self.snapshot = pack(
+                self.code_root,
+                store,
+                selection,
+                explicit=snakemake_sources(self.workflow, self.dag.jobs),
+                level=self.settings.level,
+            )
+        except SnapshotError as e:
+            raise WorkflowError(f"frozen: cannot snapshot {self.code_root}: {e}") from e
+        self.snapshot_files = frozenset(
+            f["path"] for f in read_manifest(self.snapshot.manifest)["files"]
+        )
+        s = self.snapshot
+        self.logger.info(
+            f"frozen: snapshot {s.id[:12]} of {self.code_root}: {s.files} files, "
+            f"{s.bytes / 1e6:.1f} MB -> {s.archive_bytes / 1e6:.2f} MB "
+            f"({'new' if s.created else 'already stored'}: {s.archive})"
+        )
+        for warning in s.warnings:
+            self.logger.warning(f"frozen: {warning}")
+
+    def in_copy(self, path: Path) -> str:
+        """A live path inside the code root, as a node-side path in the extracted copy."""
+        return jobscript.frozen_path(path.resolve().relative_to(self.code_root).as_posix())
+
+    def place_snapshot(self, rule_dir: Path) -> Path:
+        """The run's archive and manifest beside the rule's logs; one pair per snapshot and
+        rule, however many jobs: a hard link to the store, a copy across file systems."""
+        assert self.snapshot is not None
+        stem = f"code-{self.snapshot.id[:12]}"
+        for source, suffix in (
+            (self.snapshot.archive, ".tar.zst"),
+            (self.snapshot.manifest, ".json"),
+        ):
+            target = rule_dir / (stem + suffix)
+            if not target.exists():
+                link_or_copy(source, target)
+        return rule_dir / (stem + ".tar.zst")
+
+    # -- what the job runs ----------------------------------------------------------------
+
+    @property
+    def freezing(self) -> bool:
+        return self.settings.mode == "freeze"
+
+    def get_python_executable(self) -> str:
+        python = super().get_python_executable()
+        # -P: `python -m snakemake` would put the live workdir first on sys.path, ahead of
+        # the frozen copy on PYTHONPATH.
+        return f"{shlex.quote(python)} -P" if self.freezing else python
+
+    def get_snakefile(self) -> str:
+        if not self.freezing:
+            return super().get_snakefile()
+        return self.in_copy(Path(self.workflow.main_snakefile))
+
+    def additional_general_args(self) -> str:
+        if not self.freezing:
+            return ""
+        # Each job its own source cache: Snakemake's shared one is keyed by absolute path and
+        # would serve one snapshot's files to another.
+        args = ['--runtime-source-cache-path "$FROZEN_JOB_DIR/source-cache"']
+        configs = config_files_in_load_order(self.workflow)
+        if configs:
+            # Config files are read relative to the live workdir; the frozen copies, given
+            # last, win, and --replace-workflow-config drops keys only the live file has.
+            args.append("--configfiles " + " ".join(self.in_copy(c) for c in configs))
+            args.append("--replace-workflow-config")
+        return " ".join(args)
+
+    def frozen_entry(self, archive: Path) -> jobscript.FrozenEntry | None:
+        if not self.freezing or self.snapshot is None:
+            return None
+        return jobscript.FrozenEntry(
+            python=sys.executable,
+            archive=archive,
+            archive_sha256=self.snapshot.archive_sha256,
+            snapshot_id=self.snapshot.id,
+            code_root=self.code_root,
+            scratch=self.settings.scratch,
+            keep_extracted=self.settings.keep_extracted,
+        )
+
+    # -- submission -----------------------------------------------------------------------
+
+    def run_job(self, job: JobExecutorInterface) -> None:
+        wildcards = job_wildcards(job)
+        if job.is_group():
+            folder, comment, label = f"group_{job.name}", f"group_{job.name}", f"group {job.name}"
+        else:
+            folder = f"rule_{job.name}"
+            comment = wildcards_comment(job.name, wildcards)
+            label = f"rule {job.name}" + (f" ({comment})" if wildcards else "")
+        rule_dir = self.logdir / folder
+        job_dir = rule_dir / wildcards_dir(wildcards) if wildcards else rule_dir
+        job_dir.mkdir(parents=True, exist_ok=True)
+        archive = self.place_snapshot(rule_dir) if self.snapshot else None
+        if self.freezing:
+            self.warn_shell_leaks(job)
+        script = job_dir / f"job-{self.run_id[:8]}-{job.jobid}.sh"
+        text = jobscript.render(
+            f"{label}, run {self.run_id}"
+            + (f", snapshot {self.snapshot.id}" if self.snapshot else ""),
+            self.format_job_exec(job),
+            self.frozen_entry(archive) if archive else None,
+        )
+        write_executable(script, text)
+        spec = JobSpec(
+            job_label=label,
+            job_name=self.run_id,
+            comment=comment,
+            log_path=job_dir / "%j.log",
+            workdir=self.workdir,
+            script=script,
+            resources=job_resources(job),
+            threads=job.threads,
+        )
+        try:
+            job_id, warnings = self.backend.submit(spec)
+        except (SlurmSubmitError, SbatchError) as e:
+            self.report_job_error(
+                SubmittedJobInfo(job), msg=f"frozen: submitting {label} failed: {e}"
+            )
+            return
+        for warning in warnings:
+            self.logger.warning(f"frozen: {label}: {warning}")
+        log = Path(str(spec.log_path).replace("%j", job_id))
+        self.logger.info(f"Job {job.jobid} submitted as {job_id} (log: {log})")
+        self.report_job_submission(SubmittedJobInfo(job, external_jobid=job_id, aux={"log": log}))
+
+    def warn_shell_leaks(self, job: JobExecutorInterface) -> None:
+        """Code reached through a workdir-relative path in `shell:` comes from the live tree."""
+        if job.is_group() or job.name in self.checked_rules:
+            return
+        self.checked_rules.add(job.name)
+        shellcmd = getattr(job.rule, "shellcmd", None)
+        if not shellcmd:
+            return
+        for path in shell_leaks(shellcmd, self.workdir, self.code_root, self.snapshot_files):
+            self.logger.warning(
+                f"frozen: rule {job.name}: its shell command names {path} relative to the "
+                "working directory, so the job would run the LIVE file, not the snapshot. "
+                f'Write "{{workflow.basedir}}/..." or "$FROZEN_DIR/..." instead.'
+            )
+
+    # -- status and cancellation ----------------------------------------------------------
+
+    async def check_active_jobs(
+        self, active_jobs: list[SubmittedJobInfo]
+    ) -> AsyncGenerator[SubmittedJobInfo, None]:
+        if not active_jobs:
+            return
+        try:
+            async with self.status_rate_limiter:
+                ends = await self.backend.states([j.external_jobid for j in active_jobs])
+        except SlurmCommandError as e:
+            # The controller may be restarting; the jobs are still there, ask again later.
+            self.logger.warning(f"frozen: status query failed, will retry: {e}")
+            ends = {}
+        for job_info in active_jobs:
+            end = ends.get(job_info.external_jobid)
+            if end is None:
+                yield job_info
+            elif end.outcome is Outcome.SUCCESS:
+                self.report_job_success(job_info)
+            else:
+                log = job_info.aux["log"]
+                self.report_job_error(
+                    job_info, msg=f"{end.message} (log: {log})", aux_logs=[str(log)]
+                )
+        self.next_seconds_between_status_checks = self.poll_interval.next(finished=bool(ends))
+
+    def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
+        if active_jobs:
+            self.backend.cancel([j.external_jobid for j in active_jobs])
+
+
+def job_wildcards(job: JobExecutorInterface) -> dict[str, str]:
+    # `wildcards` is not in the stable job interface (group jobs have none).
+    wildcards = getattr(job, "wildcards", None)
+    return {k: str(v) for k, v in wildcards.items()} if wildcards else {}
+
+
+def job_resources(job: JobExecutorInterface) -> dict[str, Any]:
+    return dict(job.resources.items())
+
+
+def write_executable(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    temporary.chmod(0o755)
+    os.replace(temporary, path)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, target)

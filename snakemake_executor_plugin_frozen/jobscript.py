@@ -1,0 +1,64 @@
+"""The batch script every job runs: pure text rendering, no I/O.
+
+A script file rather than `sbatch --wrap`: `--wrap` would expand `$FROZEN_DIR` on the login
+node, and long command lines hit SLURM's submit line limit.
+"""
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class FrozenEntry:
+    """How the job reaches its snapshot on the node."""
+
+    python: str  # interpreter that runs the node helper (the one Snakemake runs under)
+    archive: Path
+    archive_sha256: str
+    snapshot_id: str
+    code_root: Path  # the live tree the snapshot was taken from
+    scratch: str  # template with {VAR} placeholders, resolved on the node
+    keep_extracted: bool
+
+
+def double_quoted(text: str) -> str:
+    """Escape text for use inside "..." in bash, so that only our own $VARS expand."""
+    return "".join("\\" + c if c in '"$`\\' else c for c in text)
+
+
+def frozen_path(relative: str) -> str:
+    """A shell word for a path inside the extracted copy, expanded on the node."""
+    return f'"$FROZEN_DIR/{double_quoted(relative)}"'
+
+
+def render(description: str, job_command: str, entry: FrozenEntry | None) -> str:
+    lines = [
+        "#!/bin/bash",
+        f"# snakemake-executor-plugin-frozen: {description}",
+        "set -euo pipefail",
+    ]
+    if entry is not None:
+        node = f"{shlex.quote(entry.python)} -P -m snakemake_executor_plugin_frozen.node"
+        enter = [
+            "enter",
+            "--archive", str(entry.archive),
+            "--sha256", entry.archive_sha256,
+            "--id", entry.snapshot_id,
+            "--code-root", str(entry.code_root),
+            "--scratch", entry.scratch,
+            *(["--keep"] if entry.keep_extracted else []),
+        ]  # fmt: skip
+        lines += [
+            # An assignment keeps `enter`'s exit status, so `set -e` stops a job whose
+            # snapshot cannot be verified or extracted; `eval "$(...)"` would hide it.
+            f'frozen_env="$({node} {shlex.join(enter)} --holder $$)"',
+            'eval "$frozen_env"',
+            # TERM/INT go through `exit` so that the EXIT trap releases the extracted copy.
+            f"frozen_leave() {{ {node} leave; }}",
+            "trap frozen_leave EXIT",
+            "trap 'exit 143' TERM",
+            "trap 'exit 130' INT",
+        ]
+    lines.append(job_command)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,108 @@
+"""The `--frozen-*` settings (profile keys `frozen-*`).
+
+Kept free of heavy imports: Snakemake imports every installed executor plugin on every run
+to build its command line parser.
+"""
+
+from dataclasses import dataclass, field
+
+from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
+
+MODES = ("freeze", "archive", "off")
+SUBMITTERS = ("sbatch", "local")
+DEFAULT_LOGDIR = ".snakemake/frozen_logs"
+DEFAULT_EXCLUDE_FOLDERS = (".git", ".snakemake", "wandb", "outputs", "datasets")
+DEFAULT_CODE_SUFFIXES = (".py", ".sh", ".yaml", ".yml", ".toml", ".smk")
+
+
+@dataclass
+class ExecutorSettings(ExecutorSettingsBase):
+    mode: str = field(
+        default="freeze",
+        metadata={
+            "help": "freeze: every job runs from the snapshot taken at submission (default); "
+            "archive: the snapshot is only placed next to the rule logs as a record, jobs run "
+            "the live code; off: a plain SLURM executor.",
+            "choices": MODES,
+        },
+    )
+    submit: str = field(
+        default="sbatch",
+        metadata={
+            "help": "sbatch: submit to SLURM (default); local: run the same batch script as a "
+            "local process (a workstation without SLURM).",
+            "choices": SUBMITTERS,
+        },
+    )
+    logdir: str = field(
+        default=DEFAULT_LOGDIR,
+        metadata={
+            "help": "Directory for SLURM logs, batch scripts and the per-rule code archives "
+            "(rule_<rule>/code-<id>.tar.zst). Relative to the working directory.",
+        },
+    )
+    scratch: str = field(
+        default="",
+        metadata={
+            "help": "Node-local directory to extract snapshots into, resolved ON THE NODE. "
+            "Write variables as {VAR} (e.g. '{LOCAL_SCRATCH}/frozen'), because Snakemake "
+            "expands $VAR in profiles on the login node. Default: $SLURM_TMPDIR, else "
+            "$TMPDIR, else /tmp.",
+        },
+    )
+    keep_extracted: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the extracted copy on the node after its last job ends "
+            "(default: removed)."
+        },
+    )
+    code_root: str = field(
+        default="",
+        metadata={
+            "help": "Root of the code to snapshot. Default: the git top level of the "
+            "Snakefile's directory, else the Snakefile's directory.",
+        },
+    )
+    # Lists take nargs without `type`: Snakemake then infers the element type, whereas
+    # `type=str` would turn the whole list into its repr.
+    exclude_folders: list[str] = field(
+        default_factory=lambda: list(DEFAULT_EXCLUDE_FOLDERS),
+        metadata={
+            "help": "Folder names never packed, at any depth "
+            "(default: .git .snakemake wandb outputs datasets).",
+            "nargs": "+",
+        },
+    )
+    code_suffixes: list[str] = field(
+        default_factory=lambda: list(DEFAULT_CODE_SUFFIXES),
+        metadata={
+            "help": "File suffixes packed even when gitignored (default: .py .sh .yaml .yml "
+            ".toml .smk; files named Snakefile always).",
+            "nargs": "+",
+        },
+    )
+    exclude: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Extra gitignore-style patterns to leave out of the snapshot.",
+            "nargs": "+",
+        },
+    )
+    max_size_mb: int = field(
+        default=200,
+        metadata={"help": "Refuse a snapshot whose selected files exceed this many MB."},
+    )
+    skip_size_check: bool = field(
+        default=False, metadata={"help": "Do not refuse large snapshots."}
+    )
+    level: int = field(
+        default=3, metadata={"help": "zstd compression level of the snapshot (1-22)."}
+    )
+    qos: str = field(default="", metadata={"help": "SLURM QoS for every job (--qos)."})
+    reservation: str = field(
+        default="", metadata={"help": "SLURM reservation for every job (--reservation)."}
+    )
+    requeue: bool = field(
+        default=False, metadata={"help": "Let SLURM requeue jobs after node failure or preemption."}
+    )

@@ -1,0 +1,8 @@
+"""SLURM-facing building blocks, free of Snakemake imports.
+
+- ``submit``: turn plain job data into an ``sbatch`` argv (resource mapping and
+  validation compatible with ``snakemake-executor-plugin-slurm`` 2.x).
+- ``status``: parse ``sacct``/``squeue`` output, map states to outcomes, track jobs
+  that stay invisible, and compute the poll interval.
+- ``commands``: the thin subprocess layer (``sbatch``, status queries, ``scancel``).
+"""

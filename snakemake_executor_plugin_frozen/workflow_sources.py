@@ -1,0 +1,96 @@
+"""What Snakemake itself knows about a workflow's code: the code root, the source files that
+must be in every snapshot, and the config files in the order they were loaded.
+
+These read Snakemake attributes outside the stable executor interface (`workflow.included`,
+`workflow.rules`, `workflow.configfiles`); the package pins snakemake <10 for that reason.
+"""
+
+import os
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from snakemake_interface_common.exceptions import WorkflowError
+
+# Snakemake hashes a conda env from its file and these siblings (deployment/conda.py).
+_CONDA_ENV_SIBLINGS = (".post-deploy.sh", ".pin.txt")
+
+
+def code_root_for(snakefile: Path, setting: str) -> Path:
+    """The tree to snapshot: the setting, else the git top level above the Snakefile, else
+    the Snakefile's own directory."""
+    if setting:
+        root = Path(setting).expanduser().resolve()
+        if not root.is_dir():
+            raise WorkflowError(
+                f"frozen: code root {root} (setting frozen-code-root) is not a directory."
+            )
+        return root
+    directory = snakefile.resolve().parent
+    try:
+        toplevel = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return directory
+    return Path(toplevel).resolve()
+
+
+def _local_path(source: Any) -> str | None:
+    """A local filesystem path for a Snakemake source file object or string, else None."""
+    if isinstance(source, str | os.PathLike):
+        path = os.fspath(source)
+        return None if "://" in path else path
+    get = getattr(source, "get_path_or_uri", None)
+    if get is None or type(source).__name__ != "LocalSourceFile":
+        return None
+    return get(secret_free=True)
+
+
+def _rule_relative(path: str, rule: Any) -> str:
+    if os.path.isabs(path):
+        return path
+    return os.fspath(rule.basedir.join(path).get_path_or_uri(secret_free=True))
+
+
+def snakemake_sources(workflow: Any, jobs: Iterable[Any]) -> list[Path]:
+    """Snakefiles, includes, scripts, notebooks, conda env files and config files: the files
+    a job re-reads, which therefore must be in the snapshot whatever the selection rules say.
+
+    Unlike `dag.get_sources()` this leaves out its `git ls-files` listing of the working
+    directory: that is discovery (the snapshot engine's job, with its own rules), and in a
+    workdir outside the code root it lists data, not code.
+    """
+    files: set[str] = set()
+    for source in workflow.included:
+        path = _local_path(source)
+        if path:
+            files.add(path)
+    for rule in workflow.rules:
+        script = rule.script or rule.notebook
+        if script and _local_path(script):
+            files.add(_rule_relative(_local_path(script), rule))
+    for job in jobs:
+        spec = getattr(job, "conda_env_spec", None)
+        if spec is not None and spec.is_file:
+            path = _local_path(spec.file)
+            if path:
+                env = _rule_relative(path, job.rule)
+                files.add(env)
+                stem = env.rsplit(".", 1)[0]
+                files.update(stem + s for s in _CONDA_ENV_SIBLINGS if os.path.exists(stem + s))
+    files.update(os.fspath(f) for f in config_files_in_load_order(workflow))
+    return sorted(Path(f).resolve() for f in files)
+
+
+def config_files_in_load_order(workflow: Any) -> list[Path]:
+    """Config files by increasing precedence: `configfile:` directives, then --configfiles
+    (Snakemake applies the command line ones over the directives)."""
+    cli = [Path(f).resolve() for f in workflow.overwrite_configfiles or ()]
+    directives = [Path(f).resolve() for f in workflow.configfiles]
+    ordered = [f for f in directives if f not in cli] + cli
+    return list(dict.fromkeys(ordered))

@@ -1,0 +1,174 @@
+import pytest
+
+from snakemake_executor_plugin_frozen.slurm.status import (
+    JobState,
+    MissingJobs,
+    Outcome,
+    PollInterval,
+    failure_message,
+    outcome,
+    parse_sacct,
+    parse_squeue,
+)
+
+
+def test_parse_sacct_rows_including_cancelled_by_uid():
+    stdout = "1|COMPLETED|0:0\n18|FAILED|3:0\n20|CANCELLED by 0|0:0\n21|PENDING|0:0\n"
+    assert parse_sacct(stdout) == {
+        "1": JobState("COMPLETED", "0:0"),
+        "18": JobState("FAILED", "3:0"),
+        "20": JobState("CANCELLED by 0", "0:0"),
+        "21": JobState("PENDING", "0:0"),
+    }
+
+
+def test_parse_sacct_ignores_steps_blank_and_noise_lines():
+    stdout = (
+        "\n"
+        "5|FAILED|1:0\n"
+        "5.batch|FAILED|1:0\n"
+        "5.extern|COMPLETED|0:0\n"
+        "5.0|OUT_OF_MEMORY|0:125\n"
+        "sacct: warning: something\n"
+    )
+    assert parse_sacct(stdout) == {"5": JobState("FAILED", "1:0")}
+
+
+def test_parse_sacct_last_row_wins_and_missing_exit_code():
+    assert parse_sacct("7|NODE_FAIL|0:0\n7|PENDING|0:0\n8|RUNNING|\n") == {
+        "7": JobState("PENDING", "0:0"),
+        "8": JobState("RUNNING", None),
+    }
+
+
+def test_parse_squeue_with_cluster_headers():
+    stdout = "CLUSTER: ci\n31|RUNNING\n32|COMPLETED\n33|PENDING\n"
+    assert parse_squeue(stdout) == {
+        "31": JobState("RUNNING"),
+        "32": JobState("COMPLETED"),
+        "33": JobState("PENDING"),
+    }
+    assert parse_squeue("") == {}
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        "PENDING",
+        "RUNNING",
+        "CONFIGURING",
+        "COMPLETING",
+        "REQUEUED",
+        "RESIZING",
+        "SUSPENDED",
+        "PREEMPTED",
+        "UNKNOWN",
+        "SOMETHING_NEW",
+        "",
+    ],
+)
+def test_running_states(state):
+    assert outcome(state) is Outcome.RUNNING
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        "BOOT_FAIL",
+        "CANCELLED",
+        "CANCELLED by 0",
+        "CANCELLED by 1000",
+        "DEADLINE",
+        "FAILED",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "TIMEOUT",
+        "ERROR",
+        "REVOKED",
+        "SPECIAL_EXIT",
+        "timeout",
+    ],
+)
+def test_failed_states(state):
+    assert outcome(state) is Outcome.FAILED
+
+
+def test_success_and_requeue():
+    assert outcome("COMPLETED") is Outcome.SUCCESS
+    assert outcome("NODE_FAIL", requeue=True) is Outcome.RUNNING
+    assert outcome("TIMEOUT", requeue=True) is Outcome.FAILED
+
+
+def test_failure_messages():
+    assert failure_message("123", JobState("TIMEOUT", "0:0")).startswith(
+        "SLURM job 123 ended TIMEOUT (exit 0:0): it hit its time limit"
+    )
+    assert "mem_mb" in failure_message("9", JobState("OUT_OF_MEMORY", "0:125"))
+    assert failure_message("5", JobState("CANCELLED")).startswith("SLURM job 5 ended CANCELLED:")
+    assert failure_message("6", JobState("FAILED", "3:0")) == "SLURM job 6 ended FAILED (exit 3:0)"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_missing_jobs_expire_after_grace():
+    clock = Clock()
+    missing = MissingJobs(grace_seconds=60, clock=clock)
+    assert missing.update(["1", "2"], {"2": JobState("RUNNING")}) == {}
+    clock.now += 60
+    assert missing.update(["1", "2"], {"2": JobState("RUNNING")}) == {}
+    clock.now += 1
+    overdue = missing.update(["1", "2"], {})
+    assert list(overdue) == ["1"]
+    assert "SLURM job 1 has not been visible in sacct or squeue for 1.0 minutes" in overdue["1"]
+    clock.now += 61
+    assert set(missing.update(["1", "2"], {})) == {"1", "2"}
+
+
+def test_missing_jobs_reset_when_seen_and_forget_inactive():
+    clock = Clock()
+    missing = MissingJobs(grace_seconds=10, clock=clock)
+    missing.update(["1"], {})
+    clock.now += 8
+    missing.update(["1"], {"1": JobState("PENDING")})
+    clock.now += 8
+    assert missing.update(["1"], {}) == {}  # the clock restarted when it was seen
+    missing.update([], {})  # job 1 is no longer active
+    clock.now += 100
+    assert missing.update(["1"], {}) == {}
+
+
+def test_unknown_state_counts_as_missing():
+    clock = Clock()
+    missing = MissingJobs(grace_seconds=10, clock=clock)
+    missing.update(["1"], {"1": JobState("UNKNOWN")})
+    clock.now += 11
+    overdue = missing.update(["1"], {"1": JobState("UNKNOWN")})
+    assert "state 'UNKNOWN'" in overdue["1"]
+
+
+def test_poll_interval_grows_caps_and_resets():
+    poll = PollInterval(initial=2, factor=1.5, maximum=5)
+    assert poll.current == 2
+    assert [poll.next(finished=False) for _ in range(4)] == [3, 4.5, 5, 5]
+    assert poll.next(finished=True) == 2
+    assert poll.next(finished=False) == 3
+
+
+def test_poll_interval_defaults_reach_cap():
+    poll = PollInterval()
+    values = [poll.next(finished=False) for _ in range(20)]
+    assert values[0] == 3 and values[-1] == 60 and values == sorted(values)
+
+
+@pytest.mark.parametrize(
+    ("initial", "factor", "maximum"), [(0, 1.5, 60), (2, 0.5, 60), (10, 1.5, 5)]
+)
+def test_poll_interval_rejects_bad_settings(initial, factor, maximum):
+    with pytest.raises(ValueError, match="poll interval"):
+        PollInterval(initial, factor, maximum)
