@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -52,10 +53,9 @@ def make_workflow(tmp_path: Path) -> Path:
 class Run:
     """`snakemake` started in the background, its output going to a file we can watch."""
 
-    def __init__(self, workdir: Path, *args: str) -> None:
+    def __init__(self, workdir: Path, *args: str, env: dict[str, str]) -> None:
         self.workdir = workdir
         self.log = workdir.parent / "snakemake.log"
-        env = dict(os.environ, PYTHONPATH=str(workdir / "src"))
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "snakemake", "--jobs", "6", "--latency-wait", "10", *args],
@@ -92,12 +92,27 @@ def record(workdir: Path, stage: str) -> dict:
     return json.loads((workdir / "out" / f"{stage}.json").read_text())
 
 
-def run_with_edit(tmp_path: Path, *args: str, submitted_before_edit: int) -> Path:
+def run_with_edit(
+    tmp_path: Path, *args: str, submitted_before_edit: int, editable_install: bool = False
+) -> Path:
+    """Run with `src/` reached through PYTHONPATH (`export PYTHONPATH=$PWD/src`), or through
+    a .pth file in site-packages, which is what `pip install -e .` writes."""
     workdir = make_workflow(tmp_path)
-    run = Run(workdir, *args)
-    run.wait_for_submissions(submitted_before_edit)
-    edit_code(workdir)
-    run.finish()
+    env = dict(os.environ)
+    if editable_install:
+        env.pop("PYTHONPATH", None)
+        pth = Path(sysconfig.get_paths()["purelib"]) / f"frozen_test_{tmp_path.name}.pth"
+        pth.write_text(f"{workdir / 'src'}\n")
+    else:
+        env["PYTHONPATH"] = str(workdir / "src")
+    try:
+        run = Run(workdir, *args, env=env)
+        run.wait_for_submissions(submitted_before_edit)
+        edit_code(workdir)
+        run.finish()
+    finally:
+        if editable_install:
+            pth.unlink()
     return workdir
 
 
@@ -156,7 +171,8 @@ def test_without_freezing_jobs_see_the_edit(tmp_path: Path, mode: str) -> None:
         assert archives == []
 
 
-def test_local_submission_freezes_without_slurm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("editable_install", [False, True])
+def test_local_submission_freezes_without_slurm(tmp_path: Path, editable_install: bool) -> None:
     workdir = run_with_edit(
         tmp_path,
         "--executor",
@@ -166,6 +182,9 @@ def test_local_submission_freezes_without_slurm(tmp_path: Path) -> None:
         "--config",
         'stages=["later1","later2"]',
         submitted_before_edit=1,
+        editable_install=editable_install,
     )
     for stage in ("later1", "later2"):
-        assert record(workdir, stage)["versions"] == ALL_V1, stage
+        result = record(workdir, stage)
+        assert result["versions"] == ALL_V1, stage
+        assert Path(result["srcpkg_file"]).is_relative_to(result["frozen_dir"])

@@ -1,0 +1,63 @@
+"""The warning about code a `shell:` command reaches by a workdir-relative path."""
+
+import subprocess
+from pathlib import Path
+
+from conftest import run_snakemake
+
+from snakemake_executor_plugin_frozen.jobscript import frozen_path
+from snakemake_executor_plugin_frozen.leaks import shell_leaks
+
+ROOT = Path("/home/ann/wf")
+FILES = {"scripts/tool.py", "workflow/scripts/x.sh", "Snakefile"}
+
+
+def test_relative_paths_to_snapshot_files_are_leaks() -> None:
+    command = "python scripts/tool.py {input} > {output}; bash ./workflow/scripts/x.sh"
+    assert shell_leaks(command, ROOT, ROOT, FILES) == ["scripts/tool.py", "./workflow/scripts/x.sh"]
+
+
+def test_the_recommended_forms_are_not_leaks() -> None:
+    command = (
+        'python {workflow.basedir}/scripts/tool.py; bash "$FROZEN_DIR/workflow/scripts/x.sh"; '
+        "cat data/scripts/tool.py"
+    )
+    assert shell_leaks(command, ROOT, ROOT, FILES) == []
+
+
+def test_paths_are_taken_relative_to_the_workdir() -> None:
+    """With the workdir below the code root, `../scripts/tool.py` names a snapshot file."""
+    workdir = ROOT / "runs"
+    assert shell_leaks("python ../scripts/tool.py", workdir, ROOT, FILES) == ["../scripts/tool.py"]
+    assert shell_leaks("python scripts/tool.py", workdir, ROOT, FILES) == []
+
+
+def test_frozen_paths_expand_only_our_variable(tmp_path: Path) -> None:
+    awkward = 'dir with space/$HOME/"quoted"/`tick`\\x.py'
+    word = frozen_path(awkward)
+    out = subprocess.run(
+        ["bash", "-c", f"printf %s {word}"],
+        capture_output=True,
+        text=True,
+        env={"FROZEN_DIR": "/f", "HOME": "/nope"},
+        check=True,
+    )
+    assert out.stdout == "/f/" + awkward
+
+
+def test_the_executor_warns_per_rule(tmp_path: Path) -> None:
+    workdir = tmp_path / "wf"
+    (workdir / "scripts").mkdir(parents=True)
+    (workdir / "scripts" / "tool.py").write_text("print('live tool')\n")
+    (workdir / "Snakefile").write_text(
+        "rule all:\n"
+        "    input: 'a.txt', 'b.txt'\n"
+        "rule leaky:\n"
+        "    output: '{name}.txt'\n"
+        "    shell: 'python scripts/tool.py > {output}'\n"
+    )
+    result = run_snakemake(workdir, "--executor", "frozen", "--frozen-submit", "local", "-j2")
+    warnings = [line for line in result.stderr.splitlines() if "LIVE file" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "rule leaky" in warnings[0] and "scripts/tool.py" in warnings[0]
+    assert (workdir / "a.txt").read_text() == "live tool\n"

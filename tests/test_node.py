@@ -1,0 +1,305 @@
+"""The node side: scratch resolution, the job's PYTHONPATH, extracting once per node, sharing
+the copy between concurrent jobs, and removing it after the last one."""
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from snakemake_executor_plugin_frozen.node import (
+    NodeError,
+    frozen_pythonpath,
+    resolve_scratch,
+    user_directory,
+)
+from snakemake_executor_plugin_frozen.snapshot import PackResult, pack
+
+# -- scratch ----------------------------------------------------------------------------------
+
+
+def test_scratch_default_prefers_slurm_tmpdir_then_tmpdir_then_tmp() -> None:
+    assert resolve_scratch("", {"SLURM_TMPDIR": "/a", "TMPDIR": "/b"}) == Path("/a")
+    assert resolve_scratch("", {"TMPDIR": "/b"}) == Path("/b")
+    assert resolve_scratch("", {}) == Path("/tmp")
+
+
+def test_scratch_placeholders_are_filled_on_the_node() -> None:
+    environ = {"LOCAL": "/local/job7", "USER": "ann"}
+    assert resolve_scratch("{LOCAL}/frozen-{USER}", environ) == Path("/local/job7/frozen-ann")
+    # `$VAR` is not ours to expand: Snakemake's profile parser did that on the login node.
+    assert resolve_scratch("/scratch/$HOME", environ) == Path("/scratch/$HOME")
+
+
+def test_scratch_placeholder_for_an_unset_variable_names_it() -> None:
+    with pytest.raises(NodeError, match=r"frozen-scratch.*\{LOCAL\}.*\$LOCAL is not set"):
+        resolve_scratch("{LOCAL}/frozen", {})
+
+
+# -- PYTHONPATH -------------------------------------------------------------------------------
+
+
+def test_pythonpath_puts_the_copy_first_and_rewrites_entries_into_the_code_root() -> None:
+    live, copy = Path("/home/ann/wf"), Path("/scratch/frozen/abc")
+    twins = {copy / "src", copy / "lib"}
+    path = frozen_pythonpath(
+        copy,
+        live,
+        "/home/ann/wf/src:/opt/shared/python:/home/ann/wf/build",
+        ["/usr/lib/python3.11", "/home/ann/wf/lib", "/home/ann/wf/.venv/lib/site-packages"],
+        exists=lambda p: p in twins,
+    )
+    assert path == [
+        "/scratch/frozen/abc",
+        "/scratch/frozen/abc/src",  # export PYTHONPATH=$PWD/src, frozen
+        "/opt/shared/python",  # outside the code root: untouched
+        "/home/ann/wf/build",  # not in the snapshot: nothing frozen to use instead
+        "/scratch/frozen/abc/lib",  # added by a .pth (pip install -e .): shadowed
+    ]
+
+
+def test_pythonpath_resolves_relative_entries_against_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    copy = Path("/scratch/x")
+    path = frozen_pythonpath(copy, tmp_path, "src", [], exists=lambda p: p == copy / "src")
+    assert path == ["/scratch/x", "/scratch/x/src"]
+
+
+# -- the per-user directory -------------------------------------------------------------------
+
+
+def test_user_directory_is_private(tmp_path: Path) -> None:
+    directory = user_directory(tmp_path)
+    assert directory == tmp_path / f"snakemake-frozen-{os.getuid()}"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    directory.chmod(0o777)
+    assert stat.S_IMODE(user_directory(tmp_path).stat().st_mode) == 0o700
+
+
+def test_user_directory_refuses_a_symlink(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / f"snakemake-frozen-{os.getuid()}").symlink_to(elsewhere)
+    with pytest.raises(NodeError, match="not a directory owned by"):
+        user_directory(tmp_path)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to create another user's directory")
+def test_user_directory_refuses_another_users_directory(tmp_path: Path) -> None:
+    planted = tmp_path / f"snakemake-frozen-{os.getuid()}"
+    planted.mkdir(mode=0o700)
+    os.chown(planted, 65534, 65534)
+    with pytest.raises(NodeError, match="not a directory owned by uid 0"):
+        user_directory(tmp_path)
+
+
+# -- enter and leave, as the batch script runs them -------------------------------------------
+
+
+@pytest.fixture
+def snapshot(tmp_path: Path) -> tuple[Path, PackResult]:
+    code = tmp_path / "code"
+    (code / "pkg").mkdir(parents=True)
+    (code / "Snakefile").write_text("rule a:\n    output: 'x'\n")
+    (code / "pkg" / "__init__.py").write_text("V = 1\n")
+    (code / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (code / "run.sh").chmod(0o755)
+    return code, pack(code, tmp_path / "store")
+
+
+def node(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "snakemake_executor_plugin_frozen.node", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def enter_args(code: Path, result: PackResult, scratch: Path, holder: int) -> list[str]:
+    return [
+        "enter",
+        "--archive", str(result.archive),
+        "--sha256", result.archive_sha256,
+        "--id", result.id,
+        "--code-root", str(code),
+        "--scratch", str(scratch),
+        "--holder", str(holder),
+    ]  # fmt: skip
+
+
+def exports(stdout: str) -> dict[str, str]:
+    """What the batch script's `eval` would set."""
+    script = stdout + "\nenv -0"
+    out = subprocess.run(["bash", "-c", script], capture_output=True, check=True, env={})
+    return dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
+
+
+@pytest.fixture
+def holders():
+    """Live processes standing in for job shells (a lease is live while its pid is)."""
+    started: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        started.append(subprocess.Popen(["sleep", "60"]))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def test_concurrent_jobs_extract_once_share_the_copy_and_the_last_removes_it(
+    tmp_path: Path, snapshot: tuple[Path, PackResult], holders
+) -> None:
+    code, result = snapshot
+    scratch = tmp_path / "scratch"
+    jobs = [holders() for _ in range(4)]
+    entering = [
+        subprocess.Popen(
+            [
+                sys.executable, "-P", "-m", "snakemake_executor_plugin_frozen.node",
+                *enter_args(code, result, scratch, job.pid),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for job in jobs
+    ]  # fmt: skip
+    outputs = [p.communicate() for p in entering]
+    assert all(p.returncode == 0 for p in entering), outputs
+    said = [err for _, err in outputs]
+    assert sum(" extracted at " in s for s in said) == 1, said
+    assert sum(" reused at " in s for s in said) == 3, said
+
+    environments = [exports(out) for out, _ in outputs]
+    copy = Path(environments[0]["FROZEN_DIR"])
+    assert copy == scratch / f"snakemake-frozen-{os.getuid()}" / result.id
+    assert {e["FROZEN_DIR"] for e in environments} == {str(copy)}
+    assert environments[0]["PYTHONPATH"].split(":")[0] == str(copy)
+    assert (copy / "pkg" / "__init__.py").read_text() == "V = 1\n"
+    assert os.access(copy / "run.sh", os.X_OK)
+    # Each job has its own directory (for its Snakemake source cache).
+    assert len({e["FROZEN_JOB_DIR"] for e in environments}) == 4
+
+    for environment in environments[:3]:
+        assert node("leave", env=environment).returncode == 0
+        assert copy.is_dir(), "removed while a job still uses it"
+    assert not Path(environments[0]["FROZEN_JOB_DIR"]).exists()
+    assert node("leave", env=environments[3]).returncode == 0
+    assert not copy.exists()
+    assert sorted(p.name for p in copy.parent.iterdir()) == [f"{result.id}.lock", "jobs"]
+
+
+def test_keep_extracted_leaves_the_copy(
+    tmp_path: Path, snapshot: tuple[Path, PackResult], holders
+) -> None:
+    code, result = snapshot
+    entered = node(*enter_args(code, result, tmp_path, holders().pid), "--keep")
+    environment = exports(entered.stdout)
+    assert node("leave", env=environment).returncode == 0
+    assert Path(environment["FROZEN_DIR"], "Snakefile").is_file()
+
+
+def test_a_dead_jobs_lease_does_not_pin_the_copy(
+    tmp_path: Path, snapshot: tuple[Path, PackResult], holders
+) -> None:
+    """A job killed before its EXIT trap ran leaves its lease behind; it must not keep the
+    copy on the node forever."""
+    code, result = snapshot
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    killed = node(*enter_args(code, result, tmp_path, dead.pid))
+    alive = node(*enter_args(code, result, tmp_path, holders().pid))
+    assert killed.returncode == alive.returncode == 0
+    environment = exports(alive.stdout)
+    assert node("leave", env=environment).returncode == 0
+    assert not Path(environment["FROZEN_DIR"]).exists()
+
+
+def test_debris_of_a_crashed_extraction_is_never_trusted(
+    tmp_path: Path, snapshot: tuple[Path, PackResult], holders
+) -> None:
+    code, result = snapshot
+    base = user_directory(tmp_path)
+    debris = base / f".{result.id}.0123456789ab.tmp"
+    debris.mkdir()
+    (debris / "Snakefile").write_text("half-written")
+    entered = node(*enter_args(code, result, tmp_path, holders().pid))
+    assert entered.returncode == 0, entered.stderr
+    assert " extracted at " in entered.stderr
+    assert (base / result.id / "Snakefile").read_text() == "rule a:\n    output: 'x'\n"
+    assert not debris.exists()
+
+
+def test_a_tampered_archive_is_refused_and_nothing_is_extracted(
+    tmp_path: Path, snapshot: tuple[Path, PackResult], holders
+) -> None:
+    code, result = snapshot
+    args = enter_args(code, result, tmp_path, holders().pid)
+    args[args.index("--sha256") + 1] = "0" * 64
+    entered = node(*args)
+    assert entered.returncode == 1
+    assert entered.stderr.startswith("frozen: error: snapshot ")
+    assert "sha256" in entered.stderr
+    assert entered.stdout == ""
+    assert not (tmp_path / f"snakemake-frozen-{os.getuid()}" / result.id).exists()
+
+
+def test_batch_script_stops_when_the_snapshot_cannot_be_entered(
+    tmp_path: Path, snapshot: tuple[Path, PackResult]
+) -> None:
+    """`set -e` must stop the job before Snakemake runs from anything else."""
+    from snakemake_executor_plugin_frozen.jobscript import FrozenEntry, render
+
+    code, result = snapshot
+    entry = FrozenEntry(
+        python=sys.executable,
+        archive=result.archive,
+        archive_sha256="f" * 64,
+        snapshot_id=result.id,
+        code_root=code,
+        scratch=str(tmp_path / "scratch"),
+        keep_extracted=False,
+    )
+    script = tmp_path / "job.sh"
+    script.write_text(render("test job", "echo RAN-THE-JOB", entry))
+    ran = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert ran.returncode != 0
+    assert "RAN-THE-JOB" not in ran.stdout
+    assert "frozen: error: snapshot" in ran.stderr
+
+
+def test_batch_script_runs_the_job_from_the_copy_and_cleans_up(
+    tmp_path: Path, snapshot: tuple[Path, PackResult]
+) -> None:
+    from snakemake_executor_plugin_frozen.jobscript import FrozenEntry, render
+
+    code, result = snapshot
+    entry = FrozenEntry(
+        python=sys.executable,
+        archive=result.archive,
+        archive_sha256=result.archive_sha256,
+        snapshot_id=result.id,
+        code_root=code,
+        scratch=str(tmp_path / "scratch"),
+        keep_extracted=False,
+    )
+    script = tmp_path / "job.sh"
+    command = 'python3 -c "import pkg, sys; print(pkg.__file__)"; echo "DIR=$FROZEN_DIR"'
+    script.write_text(render("test job", command, entry))
+    ran = subprocess.run(
+        ["bash", str(script)], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""}
+    )
+    assert ran.returncode == 0, ran.stderr
+    imported, frozen_dir = ran.stdout.splitlines()
+    assert frozen_dir.startswith(f"DIR={tmp_path / 'scratch'}/snakemake-frozen-")
+    assert imported == frozen_dir.removeprefix("DIR=") + "/pkg/__init__.py"
+    assert ran.stderr.startswith(f"frozen: snapshot {result.id} from {result.archive}")
+    assert not Path(frozen_dir.removeprefix("DIR=")).exists()
