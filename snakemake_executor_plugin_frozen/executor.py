@@ -60,7 +60,12 @@ class Executor(RemoteExecutor):
                 )
             )
         )
-        self.poll_interval = PollInterval()
+        # Snakemake's own list of active jobs is empty while a status query runs, so a
+        # Ctrl-C then would cancel nothing: keep our own.
+        self.unfinished: dict[str, SubmittedJobInfo] = {}
+        # Start polling fast, back off to the user's --seconds-between-status-checks.
+        longest = max(self.workflow.remote_execution_settings.seconds_between_status_checks, 0.5)
+        self.poll_interval = PollInterval(initial=min(2.0, longest), maximum=longest)
         self.snapshot: PackResult | None = None
         self.snapshot_files: frozenset[str] = frozenset()
         self.code_root = Path()
@@ -208,14 +213,16 @@ class Executor(RemoteExecutor):
             job_id, warnings = self.backend.submit(spec)
         except (SlurmSubmitError, SbatchError) as e:
             self.report_job_error(
-                SubmittedJobInfo(job), msg=f"frozen: submitting {label} failed: {e}"
+                SubmittedJobInfo(job), msg=f"frozen: submitting {label} failed: {e}\n"
             )
             return
         for warning in warnings:
             self.logger.warning(f"frozen: {label}: {warning}")
         log = Path(str(spec.log_path).replace("%j", job_id))
         self.logger.info(f"Job {job.jobid} submitted as {job_id} (log: {log})")
-        self.report_job_submission(SubmittedJobInfo(job, external_jobid=job_id, aux={"log": log}))
+        submitted = SubmittedJobInfo(job, external_jobid=job_id, aux={"log": log})
+        self.unfinished[job_id] = submitted
+        self.report_job_submission(submitted)
 
     def warn_shell_leaks(self, job: JobExecutorInterface) -> None:
         """Code reached through a workdir-relative path in `shell:` comes from the live tree."""
@@ -250,18 +257,28 @@ class Executor(RemoteExecutor):
             end = ends.get(job_info.external_jobid)
             if end is None:
                 yield job_info
-            elif end.outcome is Outcome.SUCCESS:
+                continue
+            del self.unfinished[job_info.external_jobid]
+            if end.outcome is Outcome.SUCCESS:
                 self.report_job_success(job_info)
             else:
                 log = job_info.aux["log"]
                 self.report_job_error(
-                    job_info, msg=f"{end.message} (log: {log})", aux_logs=[str(log)]
+                    job_info, msg=f"{end.message}\nSLURM log: {log}\n", aux_logs=[str(log)]
                 )
         self.next_seconds_between_status_checks = self.poll_interval.next(finished=bool(ends))
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
-        if active_jobs:
-            self.backend.cancel([j.external_jobid for j in active_jobs])
+        job_ids = list(dict.fromkeys([j.external_jobid for j in active_jobs] + [*self.unfinished]))
+        if not job_ids:
+            return
+        try:
+            self.backend.cancel(job_ids)
+        except SlurmCommandError as e:
+            self.logger.error(
+                f"frozen: could not cancel job(s) {', '.join(job_ids)}, which may still run; "
+                f"cancel them by hand (scancel {' '.join(job_ids)}): {e}"
+            )
 
 
 def job_wildcards(job: JobExecutorInterface) -> dict[str, str]:

@@ -6,12 +6,13 @@ These read Snakemake attributes outside the stable executor interface (`workflow
 """
 
 import os
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from snakemake_interface_common.exceptions import WorkflowError
+
+from snakemake_executor_plugin_frozen.snapshot.git import is_ignored, try_git
 
 # Snakemake hashes a conda env from its file and these siblings (deployment/conda.py).
 _CONDA_ENV_SIBLINGS = (".post-deploy.sh", ".pin.txt")
@@ -28,16 +29,12 @@ def code_root_for(snakefile: Path, setting: str) -> Path:
             )
         return root
     directory = snakefile.resolve().parent
-    try:
-        toplevel = subprocess.run(
-            ["git", "-C", str(directory), "rev-parse", "--show-toplevel"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+    toplevel = try_git(["rev-parse", "--show-toplevel"], str(directory))
+    # A Snakefile the repository ignores (a scratch copy inside another project) does not
+    # belong to that repository's code.
+    if toplevel is None or is_ignored(snakefile.name, str(directory)):
         return directory
-    return Path(toplevel).resolve()
+    return Path(toplevel.decode().strip()).resolve()
 
 
 def _local_path(source: Any) -> str | None:

@@ -159,10 +159,16 @@ def test_scancel_ignores_jobs_already_gone(fake_run):
     assert fake.calls == [["scancel", "5", "6"]]
 
 
+def test_scancel_retries_a_controller_hiccup(fake_run):
+    run = fake_run((1, "", "scancel: error: Unable to contact slurm controller"), (0, "", ""))
+    scancel(["5"], retry_delay=0)
+    assert run.calls == [["scancel", "5"], ["scancel", "5"]]
+
+
 def test_scancel_reports_real_errors(fake_run):
-    fake_run((1, "", "scancel: error: Unable to contact slurm controller"))
-    with pytest.raises(SlurmCommandError, match="Unable to contact"):
-        scancel(["5"])
+    fake_run((1, "", "scancel: error: Kill job error on job id 5: Access/permission denied"))
+    with pytest.raises(SlurmCommandError, match="Access/permission denied"):
+        scancel(["5"], retry_delay=0)
 
 
 class FakeAsyncRun:

@@ -124,6 +124,20 @@ async def _run_async(argv: Sequence[str], timeout: float) -> _Result:
     )
 
 
+def _run_retrying_sync(
+    argv: Sequence[str], timeout: float, attempts: int, retry_delay: float
+) -> tuple[_Result, int]:
+    """Run, retrying transient controller errors; return the last result and its attempt."""
+    attempts = max(attempts, 1)
+    for attempt in range(1, attempts + 1):
+        result = _run(argv, timeout)
+        if not _should_retry(result, attempt, attempts):
+            break
+        _log.debug("%s attempt %d failed transiently: %s", argv[0], attempt, result.output)
+        time.sleep(retry_delay * attempt)
+    return result, attempt
+
+
 def run_sbatch(
     argv: Sequence[str], attempts: int = 3, timeout: float = 60.0, retry_delay: float = 2.0
 ) -> str:
@@ -132,17 +146,11 @@ def run_sbatch(
     Only transient errors are retried. A timed-out call may still have created the job
     (SLURM gives no way to tell), so a retry can in rare cases leave a duplicate job.
     """
-    attempts = max(attempts, 1)
-    for attempt in range(1, attempts + 1):
-        result = _run(argv, timeout)
-        if not _should_retry(result, attempt, attempts):
-            break
-        _log.debug("sbatch attempt %d failed transiently: %s", attempt, result.output)
-        time.sleep(retry_delay * attempt)
+    result, attempt = _run_retrying_sync(argv, timeout, attempts, retry_delay)
     call = shlex.join(argv)
     if result.returncode != 0:
         raise SbatchError(
-            f"sbatch failed (exit {result.returncode}, attempt {attempt} of {attempts}): "
+            f"sbatch failed (exit {result.returncode}, attempt {attempt} of {max(attempts, 1)}): "
             f"{result.stderr.strip() or result.stdout.strip()}\n    sbatch call: {call}"
         )
     try:
@@ -262,12 +270,19 @@ async def query_states(
     return states
 
 
-def scancel(job_ids: Sequence[str], clusters: bool = False, timeout: float = 60.0) -> None:
-    """Cancel jobs; raise ``SlurmCommandError`` unless each one is cancelled or already gone."""
+def scancel(
+    job_ids: Sequence[str],
+    clusters: bool = False,
+    timeout: float = 60.0,
+    attempts: int = 3,
+    retry_delay: float = 1.0,
+) -> None:
+    """Cancel jobs; raise ``SlurmCommandError`` unless each one is cancelled or already gone.
+    Transient controller errors are retried: a failed cancel leaves jobs running."""
     problems: list[str] = []
     for chunk in _chunks(job_ids):
         argv = ["scancel", *(["--clusters=all"] if clusters else []), *chunk]
-        result = _run(argv, timeout)
+        result, _ = _run_retrying_sync(argv, timeout, attempts, retry_delay)
         lines = [
             line
             for line in result.output.splitlines()

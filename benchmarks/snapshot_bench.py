@@ -1,0 +1,233 @@
+"""Pack speed of the snapshot engine, against ``tar -c -T list | zstd -3 -T0``.
+
+    python benchmarks/snapshot_bench.py [--runs 3] [--repo /work/main] [--tree DIR]
+
+Two trees: a synthetic workflow repository of about 5,000 files / 40 MB (built in a
+temporary folder, or in ``--tree`` and reused when it exists) and a real repository
+(``--repo``). For each: files, selected bytes, archive bytes, the cold pack (empty store:
+select, hash, archive), the warm pack (unchanged tree, same store: no content read), and the
+same selected files through ``tar | zstd`` for comparison. Medians of ``--runs`` runs. To
+compare the work rather than the disk, put the tree and the stores on tmpfs:
+``TMPDIR=/dev/shm python benchmarks/snapshot_bench.py --tree /dev/shm/bench-tree``.
+
+``build_tree`` is also used by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_SUFFIXES = [".py"] * 12 + [".yaml"] * 3 + [".smk", ".sh", ".toml", ".md", ".txt", ".json"]
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.email=bench@example.org", "-c", "user.name=bench", *args],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+
+
+def _text(rng: random.Random, lines: list[str], size: int) -> bytes:
+    # Lines average about 40 characters: draw enough of them at once, then cut to size.
+    text = "\n".join(rng.choices(lines, k=size // 20 + 1)).encode()
+    while len(text) < size:
+        text += b"\n" + text
+    return text[:size]
+
+
+def build_tree(root: Path, files: int = 5000, total_bytes: int = 40_000_000, seed: int = 0) -> Path:
+    """A deterministic workflow-like git repository whose selection is ``files`` files of
+    ``total_bytes`` bytes in all (both about): mostly small text files of varied size, a few
+    large ones (CSV text and incompressible binaries), some untracked files, gitignored noise
+    that must stay out (a ``.venv``, ``results/``, logs, ``__pycache__``) and gitignored
+    configs that the code-suffix rule adds back."""
+    rng = random.Random(seed)
+    # A fixed vocabulary of identifiers, like code: compresses about as well as real code.
+    words = [
+        "".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 10))) for _ in range(3000)
+    ]
+    words += list("()[]{}:=.,+-*/'\"#")
+    lines = [
+        "    " * rng.randint(0, 3) + " ".join(rng.choices(words, k=rng.randint(2, 12)))
+        for _ in range(50_000)
+    ]
+    root.mkdir(parents=True)
+    large = max(1, files // 160)  # ~30 large files carry ~35 % of the bytes
+    untracked, added_back = max(1, files // 80), max(1, files // 500)
+    small = files - large - untracked - added_back
+    sizes = [min(200_000, max(40, int(rng.lognormvariate(7.6, 1.1)))) for _ in range(small)]
+    scale = total_bytes * 0.65 / sum(sizes)
+    packages = [f"pkg{i}" for i in range(max(1, files // 125))]
+
+    def small_path(i: int) -> Path:
+        depth = rng.randint(1, 3)
+        parts = [rng.choice(packages)] + [f"sub{rng.randint(0, 6)}" for _ in range(depth - 1)]
+        return root.joinpath(*parts, f"m{i}{rng.choice(_SUFFIXES)}")
+
+    for i, size in enumerate(sizes):
+        path = small_path(i)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_text(rng, lines, max(1, int(size * scale))))
+        if path.suffix == ".sh":
+            path.chmod(0o755)
+    (root / "data").mkdir()
+    large_size = int(total_bytes * 0.35 / large)
+    for i in range(large):
+        if i % 4 == 3:  # figures, models: incompressible
+            (root / "data" / f"blob{i}.bin").write_bytes(rng.randbytes(large_size))
+        else:
+            # Measurements: random hex fields, 8 to a row (compresses about 2x).
+            digits = rng.randbytes(large_size // 2).hex()
+            fields = [digits[j : j + 8] for j in range(0, len(digits), 8)]
+            rows = (",".join(fields[j : j + 8]) for j in range(0, len(fields), 8))
+            text = "\n".join(rows).encode()
+            (root / "data" / f"table{i}.csv").write_bytes(text[:large_size])
+    (root / "Snakefile").write_text('configfile: "config/config.yaml"\ninclude: "rules/a.smk"\n')
+    (root / "rules").mkdir()
+    (root / "rules" / "a.smk").write_text('rule a:\n    output: "results/a.txt"\n')
+    (root / "config").mkdir()
+    (root / "config" / "config.yaml").write_text("samples: [a, b]\n")
+    (root / ".gitignore").write_text(
+        ".venv/\nresults/\n__pycache__/\n*.log\nconfig/local*\n.snakemake/\n"
+    )
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "tree")
+
+    for i in range(untracked):
+        path = root / "scratch" / f"u{i}.py"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(_text(rng, lines, 2000))
+    for i in range(added_back):
+        (root / "config" / f"local{i}.yaml").write_bytes(_text(rng, lines, 500))
+    # Ignored noise, never selected: a virtualenv full of .py files, outputs, caches, logs.
+    for i in range(1500):
+        path = root / ".venv" / "lib" / f"mod{i % 30}" / f"f{i}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_text(rng, lines, 3000))
+    (root / "results").mkdir()
+    (root / "results" / "big.out").write_bytes(rng.randbytes(10_000_000))
+    (root / "pkg0" / "__pycache__").mkdir(parents=True, exist_ok=True)
+    (root / "pkg0" / "__pycache__" / "m.cpython-311.pyc").write_bytes(rng.randbytes(5000))
+    (root / "run.log").write_text("log\n" * 1000)
+    (root / ".snakemake" / "log").mkdir(parents=True)
+    (root / ".snakemake" / "log" / "x.snakemake.log").write_text("log\n" * 1000)
+    return root
+
+
+def _timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def _tar_zstd(root: Path, paths: list[str], out: Path) -> float:
+    listing = out.with_suffix(".list")
+    listing.write_bytes(b"\0".join(os.fsencode(p) for p in paths) + b"\0")
+    start = time.perf_counter()
+    tar = subprocess.Popen(
+        ["tar", "-C", root, "--null", "--no-recursion", "-cf", "-", "-T", listing],
+        stdout=subprocess.PIPE,
+    )
+    subprocess.run(["zstd", "-3", "-T0", "-q", "-f", "-o", out], stdin=tar.stdout, check=True)
+    assert tar.stdout is not None
+    tar.stdout.close()
+    if tar.wait():
+        raise RuntimeError(f"tar failed in {root}")
+    return time.perf_counter() - start
+
+
+def bench(name: str, root: Path, runs: int, work: Path) -> dict:
+    from snakemake_executor_plugin_frozen.snapshot import SnapshotError, pack, read_manifest
+
+    def pack_retrying(store: Path):
+        # A repository others are editing may change under the pack: that is refused, so
+        # try again rather than report a failure that is not the engine's.
+        for attempt in range(5):
+            try:
+                return pack(root, store)
+            except SnapshotError:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    cold, warm, tar_times = [], [], []
+    result = None
+    for run in range(runs):
+        store = work / f"{name}-store-{run}"
+        seconds, result = _timed(lambda store=store: pack_retrying(store))
+        cold.append(seconds)
+        for _ in range(3):
+            seconds, again = _timed(lambda store=store: pack_retrying(store))
+            assert not again.created, "an unchanged tree must not be stored again"
+            warm.append(seconds)
+        shutil.rmtree(store)
+    assert result is not None
+    store = work / f"{name}-store"
+    result = pack_retrying(store)
+    paths = [f["path"] for f in read_manifest(result.manifest)["files"]]
+    out = work / f"{name}.tar.zst"
+    for _ in range(runs):
+        tar_times.append(_tar_zstd(root, paths, out))
+    return {
+        "tree": name,
+        "files": result.files,
+        "bytes": result.bytes,
+        "archive": result.archive_bytes,
+        "cold": statistics.median(cold),
+        "warm": statistics.median(warm),
+        "tar": statistics.median(tar_times),
+        "tar_bytes": out.stat().st_size,
+    }
+
+
+def _table(rows: list[dict]) -> str:
+    head = (
+        "| tree | files | MB selected | archive MB | cold pack s | warm pack s | "
+        "tar\\|zstd -3 -T0 s | tar\\|zstd MB | cold / tar\\|zstd | warm / tar\\|zstd |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    body = [
+        f"| {r['tree']} | {r['files']} | {r['bytes'] / 1e6:.1f} | {r['archive'] / 1e6:.2f} | "
+        f"{r['cold']:.3f} | {r['warm']:.4f} | {r['tar']:.3f} | {r['tar_bytes'] / 1e6:.2f} | "
+        f"{r['cold'] / r['tar']:.2f} | {r['warm'] / r['tar']:.3f} |"
+        for r in rows
+    ]
+    return "\n".join([head, *body])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1])
+    parser.add_argument("--tree", type=Path, help="build the synthetic tree here (reused)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="snapshot-bench-") as tmp:
+        work = Path(tmp)
+        tree = args.tree or work / "tree"
+        if not tree.exists():
+            seconds, _ = _timed(lambda: build_tree(tree))
+            print(f"built {tree} in {seconds:.1f} s", file=sys.stderr)
+        rows = [
+            bench("synthetic 5k", tree, args.runs, work),
+            bench(args.repo.name, args.repo, args.runs, work),
+        ]
+    print(f"{os.cpu_count()} CPUs, medians of {args.runs} runs (warm: of {3 * args.runs})")
+    print(_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

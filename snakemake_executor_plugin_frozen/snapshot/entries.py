@@ -1,0 +1,178 @@
+"""From selected paths to archive entries: file types, symbolic links, the size guard.
+
+Symbolic links (decided here, tested in ``test_snapshot_symlinks.py``):
+
+- a link whose target lies inside the code root is stored as a link (an absolute target, or
+  one that leaves the root lexically before coming back, is rewritten relative to the link,
+  so the extracted copy points into itself and never at the live tree); its target need
+  not be selected (a link into ``outputs/`` simply dangles in the frozen copy);
+- a link to a file outside the root is stored as that file's content, with the link target
+  noted in the manifest;
+- a link to a folder outside the root is an error naming it: the folder may hold code, and
+  silently dropping it would let jobs import the live, unfrozen copy;
+- a dangling link or a link loop is skipped with a warning: there is nothing to read behind
+  it, so the frozen copy behaves like the live tree, and refusing would turn every stale
+  link (an editor's lock file, say) into a failed workflow start.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+
+from .model import SelectionSettings, SnapshotError
+from .rules import ancestor_folders, is_within, listing
+from .select import EXPLICIT, Selection
+
+FILE, LINK = "file", "link"
+MB = 1_000_000  # max_size_mb counts decimal megabytes
+
+StatKey = tuple[int, int, int, int]
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    """What identifies one version of a file's content without reading it."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+@dataclass(slots=True)  # not frozen: built by the thousand on every pack, frozen is slower
+class Entry:
+    path: str  # root-relative POSIX path inside the archive
+    kind: str  # FILE or LINK
+    size: int  # content bytes; 0 for links
+    executable: bool
+    target: str  # link target (links only)
+    source: str  # absolute path the content is read from (files only)
+    key: StatKey | None  # stat of the content when selected (files only)
+    outside: str  # real path of a file reached through a link leaving the root, else ""
+
+    @property
+    def mode(self) -> int:
+        if self.kind == LINK:
+            return 0o777
+        return 0o755 if self.executable else 0o644
+
+
+def _file_entry(path: str, source: str, st: os.stat_result, outside: str = "") -> Entry:
+    key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)  # stat_key, inlined: hot
+    return Entry(path, FILE, st.st_size, bool(st.st_mode & stat.S_IXUSR), "", source, key, outside)
+
+
+def _link_entry(root: str, path: str, full: str, real: str) -> Entry:
+    target = os.readlink(full)
+    folder = os.path.dirname(path)
+    lexical = os.path.normpath(os.path.join(folder, target))
+    if os.path.isabs(target) or lexical == ".." or lexical.startswith("../"):
+        target = os.path.relpath(real, os.path.join(root, folder))
+    return Entry(path, LINK, 0, False, target, "", None, "")
+
+
+def _classify(root: str, path: str) -> Entry | str:
+    """The entry for one selected path, or why it is skipped ("missing", "folder", ...)."""
+    full = f"{root}/{path}"
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        return "missing"
+    if stat.S_ISREG(st.st_mode):
+        return _file_entry(path, full, st)
+    if stat.S_ISDIR(st.st_mode):
+        return "folder"
+    if not stat.S_ISLNK(st.st_mode):
+        return "special"
+    try:
+        real = os.path.realpath(full, strict=True)
+    except OSError as e:
+        return "loop" if e.errno == errno.ELOOP else "dangling"
+    if is_within(root, real):
+        return _link_entry(root, path, full, real)
+    target_st = os.stat(real)
+    if stat.S_ISDIR(target_st.st_mode):
+        raise SnapshotError(
+            f"symbolic link {path} points to the folder {real}, outside the code root "
+            f"{root}: a snapshot cannot hold it. Exclude the link (add '/{path}' to "
+            ".frozenignore or the exclude setting), or replace it by the files to freeze"
+        )
+    if not stat.S_ISREG(target_st.st_mode):
+        raise SnapshotError(
+            f"symbolic link {path} points to {real}, which is not a regular file; "
+            f"exclude it (add '/{path}' to .frozenignore or the exclude setting)"
+        )
+    return _file_entry(path, full, target_st, outside=real)
+
+
+def inspect(selection: Selection) -> tuple[list[Entry], list[str]]:
+    """Entries for the selected paths, in path order, and warnings about what was skipped."""
+    root = selection.root
+    entries: list[Entry] = []
+    skipped: dict[str, list[str]] = {}
+    # A path through a linked folder is not the folder's own file (and could lie outside
+    # the root); git lists such paths when a tracked folder was replaced by a link.
+    linked = {f for f in ancestor_folders(selection.paths) if os.path.islink(f"{root}/{f}")}
+    for path in selection.paths:
+        if linked and not ancestor_folders([path]).isdisjoint(linked):
+            skipped.setdefault("through-link", []).append(path)
+            continue
+        try:
+            result = _classify(root, path)
+        except OSError as e:
+            raise SnapshotError(
+                f"cannot read {path} in {root}: {e.strerror}; fix its permissions or exclude it"
+            ) from e
+        if isinstance(result, Entry):
+            entries.append(result)
+        elif result != "missing" or selection.origin[path] == EXPLICIT:
+            # A tracked file deleted from the work tree is not worth a warning: the
+            # deletion is recorded in the manifest's git diff.
+            skipped.setdefault(result, []).append(path)
+
+    reasons = {
+        "missing": "explicitly named files do not exist",
+        "folder": "folders listed as files were not packed (submodules not checked out, or "
+        "folders named explicitly)",
+        "special": "sockets, pipes and devices were not packed",
+        "dangling": "dangling symbolic links were not packed",
+        "loop": "symbolic link loops were not packed",
+        "through-link": "files reached through a linked folder were not packed (the link "
+        "itself is selected on its own)",
+    }
+    warnings = [f"{reasons[why]}: {listing(paths)}" for why, paths in skipped.items()]
+    return entries, warnings
+
+
+def _largest(sizes: dict[str, int], limit: int) -> list[tuple[str, int]]:
+    return sorted(sizes.items(), key=lambda item: (-item[1], item[0]))[:limit]
+
+
+def check_size(entries: list[Entry], selection: Selection, settings: SelectionSettings) -> None:
+    """Refuse a selection above ``max_size_mb``, naming what to exclude."""
+    total = sum(e.size for e in entries)
+    if settings.skip_size_check or total <= settings.max_size_mb * MB:
+        return
+    folder_sizes: dict[str, int] = {}
+    for e in entries:
+        folder = os.path.dirname(e.path)
+        while folder:
+            folder_sizes[folder] = folder_sizes.get(folder, 0) + e.size
+            folder = os.path.dirname(folder)
+    lines = [
+        f"the selected files total {total / MB:.1f} MB, above max_size_mb="
+        f"{settings.max_size_mb:g}; the largest selected files and folders:",
+    ]
+    for path, size in _largest({e.path: e.size for e in entries}, 10):
+        explicit = selection.origin.get(path) == EXPLICIT
+        note = "  (named explicitly: cannot be excluded)" if explicit else ""
+        lines.append(f"  {size / MB:10.2f} MB  {path}{note}")
+    lines.extend(
+        f"  {size / MB:10.2f} MB  {folder}/" for folder, size in _largest(folder_sizes, 10)
+    )
+    lines.append(
+        "Leave a file or folder out with a gitignore-style pattern such as '/path/to/folder/' "
+        "(the exclude setting, --exclude, or a .frozenignore file at the code root), or every "
+        "folder of a name with exclude_folders (--exclude-folders, which replaces the default "
+        "list); or raise max_size_mb (--max-size-mb), or set skip_size_check "
+        "(--skip-size-check)."
+    )
+    raise SnapshotError("\n".join(lines))

@@ -1,0 +1,44 @@
+"""The snapshot engine's public value types: settings in, result out, one error type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SnapshotError(Exception):
+    """Every refusal of the snapshot engine.
+
+    The message names the file or setting at fault and says what to do about it; its first
+    line is a complete one-line reason (the command line prints it after ``error:``).
+    """
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """Which files of the code root go into a snapshot (see ``select.py`` for the rules)."""
+
+    exclude_folders: tuple[str, ...] = (".git", ".snakemake", "wandb", "outputs", "datasets")
+    code_suffixes: tuple[str, ...] = (".py", ".sh", ".yaml", ".yml", ".toml", ".smk")
+    exclude: tuple[str, ...] = ()
+    max_size_mb: float = 200
+    skip_size_check: bool = False
+    extra_excluded_dirs: tuple[Path, ...] = ()
+
+
+DEFAULT_SETTINGS = SelectionSettings()
+
+
+@dataclass(frozen=True)
+class PackResult:
+    """What ``pack`` stored (or found already stored)."""
+
+    id: str
+    archive: Path
+    manifest: Path
+    archive_sha256: str
+    files: int
+    bytes: int
+    archive_bytes: int
+    created: bool
+    warnings: tuple[str, ...]

@@ -1,0 +1,113 @@
+"""Pure predicates on POSIX paths: the building blocks of the selection rules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fnmatch import translate
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
+
+# Names that usually hold credentials; matched against the lower-cased file name.
+SECRET_PATTERNS = (
+    ".env",
+    ".env.*",
+    "*.env",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.keytab",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "credentials*",
+    "secret*",
+    ".netrc",
+    ".pgpass",
+)
+
+
+def compile_ignore(lines: Iterable[str]) -> GitIgnoreSpec | None:
+    """Gitignore-syntax patterns as one spec, or None when there are none."""
+    patterns = [line for line in lines if line.strip() and not line.startswith("#")]
+    if not patterns:
+        return None
+    from pathspec import GitIgnoreSpec  # imported here: pathspec is only needed when patterns exist
+
+    return GitIgnoreSpec.from_lines(patterns)
+
+
+def ignore_verdict(spec: GitIgnoreSpec, path: str, is_dir: bool) -> bool | None:
+    """True if ``spec`` ignores ``path``, False if a ``!`` pattern re-includes it, else None."""
+    return spec.check_file(path + "/" if is_dir else path).include
+
+
+def ancestor_folders(paths: Iterable[str]) -> set[str]:
+    """Every folder that holds one of ``paths``, at any depth (the root, '', left out)."""
+    folders: set[str] = set()
+    for path in paths:
+        folder = path.rpartition("/")[0]
+        while folder and folder not in folders:
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
+    return folders
+
+
+def is_within(folder: str, path: str) -> bool:
+    """``path`` is ``folder`` or lies below it (both normalised, absolute or both relative)."""
+    return path == folder or path.startswith(folder + "/")
+
+
+def listing(paths: list[str], limit: int = 5) -> str:
+    """A short human list of paths for messages."""
+    shown = ", ".join(paths[:limit])
+    return shown if len(paths) <= limit else f"{shown} and {len(paths) - limit} more"
+
+
+_SECRET = re.compile("|".join(translate(pattern) for pattern in SECRET_PATTERNS))
+
+
+def looks_secret(path: str) -> bool:
+    return _SECRET.match(path.rpartition("/")[2].lower()) is not None
+
+
+@dataclass(frozen=True)
+class PathRules:
+    """The path-only part of the selection settings, compiled once per pack.
+
+    ``folder_names`` match a path component at any depth (the final component too, so a
+    symlink or a submodule's ``.git`` file named like an excluded folder is excluded as well);
+    ``excluded_dirs`` are root-relative directories (the store, log dirs, tagged caches).
+    """
+
+    folder_names: frozenset[str]
+    excluded_dirs: frozenset[str]
+    code_suffixes: tuple[str, ...]
+    user_exclude: GitIgnoreSpec | None
+    # Thousands of files share a few hundred folders: decide each folder once.
+    _folders: dict[str, bool] = field(default_factory=dict, init=False, compare=False)
+
+    def hard_excluded(self, path: str) -> bool:
+        folder, _, name = path.rpartition("/")
+        return name in self.folder_names or path in self.excluded_dirs or self._excluded(folder)
+
+    def _excluded(self, folder: str) -> bool:
+        if not folder:
+            return False
+        verdict = self._folders.get(folder)
+        if verdict is None:
+            verdict = self.hard_excluded(folder)
+            self._folders[folder] = verdict
+        return verdict
+
+    def is_code(self, path: str) -> bool:
+        name = path.rpartition("/")[2]
+        return name == "Snakefile" or name.endswith(self.code_suffixes)
+
+    def user_excluded(self, path: str) -> bool:
+        return self.user_exclude is not None and self.user_exclude.match_file(path)

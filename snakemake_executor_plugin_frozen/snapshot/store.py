@@ -1,0 +1,109 @@
+"""The content-addressed store: ``<store>/<id>.tar.zst`` beside ``<id>.json``.
+
+The JSON record is written after the archive is in place, so its presence means the
+snapshot is complete; every file appears through a rename of a finished temporary file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from .model import SnapshotError
+
+# The cache directory tag convention (tar --exclude-caches, borg, restic): the store writes
+# one and the selection skips every folder that holds one.
+CACHEDIR_TAG = "CACHEDIR.TAG"
+CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+_TAG_TEXT = CACHEDIR_SIGNATURE + (
+    b"\n# This folder holds snakemake-frozen code snapshots; backup and archiving tools\n"
+    b"# that honour cache directory tags skip it: https://bford.info/cachedir/\n"
+)
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(os.path.abspath(path))
+
+    def ensure(self) -> None:
+        """Create the store (tagged, so no selection or backup ever descends into it)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if not (self.path / CACHEDIR_TAG).exists():
+                self.write_atomic(self.path / CACHEDIR_TAG, _TAG_TEXT)
+        except OSError as e:
+            raise SnapshotError(
+                f"cannot create the snapshot store {self.path}: {e.strerror}"
+            ) from e
+
+    def archive_path(self, snapshot_id: str) -> Path:
+        return self.path / f"{snapshot_id}.tar.zst"
+
+    def record_path(self, snapshot_id: str) -> Path:
+        return self.path / f"{snapshot_id}.json"
+
+    def load_record(self, snapshot_id: str) -> dict | None:
+        """The stored record of ``snapshot_id``, or None if that snapshot is not complete."""
+        try:
+            record = json.loads(self.record_path(snapshot_id).read_bytes())
+        except (OSError, ValueError):
+            return None
+        complete = isinstance(record, dict) and {"archive_sha256", "archive_bytes"} <= record.keys()
+        if not complete or not self.archive_path(snapshot_id).is_file():
+            return None
+        return record
+
+    def temp_path(self, suffix: str) -> Path:
+        return self.path / f".tmp-{os.getpid()}-{secrets.token_hex(6)}{suffix}"
+
+    def write_atomic(self, path: Path, data: bytes) -> None:
+        tmp = self.temp_path(path.suffix)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            with open(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def clock_stamp(self) -> int:
+        """The current time as this filesystem stamps files (its clock and granularity)."""
+        tmp = self.temp_path(".stamp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            return os.fstat(fd).st_mtime_ns
+        finally:
+            os.close(fd)
+            tmp.unlink()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            with contextlib.suppress(OSError):
+                # Filesystems without locks (NFS mounted nolock) only lose the protection
+                # against two packs of the same id finishing at the same moment.
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def commit(self, snapshot_id: str, archive: Path, record: bytes) -> dict | None:
+        """Move a finished archive in and write its record, unless ``snapshot_id`` is stored.
+
+        Returns None when this call stored it, or the record of the pack that was first.
+        """
+        with self._locked():
+            existing = self.load_record(snapshot_id)
+            if existing is not None:
+                return existing
+            os.replace(archive, self.archive_path(snapshot_id))
+            self.write_atomic(self.record_path(snapshot_id), record)
+            return None

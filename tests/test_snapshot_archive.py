@@ -1,0 +1,228 @@
+"""The archive: byte-identical round trips, deterministic headers, the manifest, and the
+refusal of damaged or malicious archives."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from backports import zstd
+from test_snapshot_helpers import MANIFEST, git, make_repo, members, pack_tree, tree_files, write
+
+from snakemake_executor_plugin_frozen.snapshot import SnapshotError, extract, read_manifest
+from snakemake_executor_plugin_frozen.snapshot.archive import _header
+
+LONG = "deeply/" * 12 + "nested_module_with_a_rather_long_name_beyond_one_hundred_bytes.py"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "Snakefile": "rule all:\n",
+            "scripts/tool.py": "print('tool')\n",
+            "data/blob.bin": bytes(range(256)) * 40,
+            "empty.txt": "",
+            LONG: "long = True\n",
+            "naïve/données.yaml": "é: ü\n",
+        },
+    )
+    write(root, "scripts/run.sh", "#!/bin/sh\necho hi\n", mode=0o755)
+    os.symlink("scripts/tool.py", root / "tool.py")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "more")
+    return root
+
+
+def test_round_trip_restores_byte_identical_files(repo: Path, tmp_path: Path) -> None:
+    result = pack_tree(repo)
+    out = tmp_path / "restored" / "code"
+    extract(result.archive, out, result.archive_sha256)
+    expected = tree_files(repo, skip=(".git", ".snakemake"))
+    assert tree_files(out) == expected
+    assert os.access(out / "scripts/run.sh", os.X_OK)
+    assert not os.access(out / "scripts/tool.py", os.X_OK)
+    assert json.loads((out / MANIFEST).read_text())["id"] == result.id
+    assert sorted(os.listdir(out.parent)) == ["code"]  # the temporary folder is gone
+
+
+def test_entries_are_sorted_with_normalised_headers(repo: Path) -> None:
+    infos = members(pack_tree(repo).archive)
+    assert infos[0].name == MANIFEST  # first, so it is found without reading the rest
+    names = [i.name for i in infos[1:]]
+    assert names == sorted(names)
+    for info in infos:
+        assert (info.mtime, info.uid, info.gid, info.uname, info.gname) == (0, 0, 0, "", "")
+        assert info.mode in (0o644, 0o755, 0o777)
+    by_name = {i.name: i for i in infos}
+    assert by_name["tool.py"].issym() and by_name["tool.py"].linkname == "scripts/tool.py"
+    assert by_name["scripts/run.sh"].mode == 0o755
+    assert LONG in by_name and "naïve/données.yaml" in by_name
+
+
+def test_same_code_gives_the_same_file_entries_in_any_store(repo: Path, tmp_path: Path) -> None:
+    def headers(archive: Path) -> list[tuple]:
+        return [(i.name, i.mode, i.size, i.type, i.linkname) for i in members(archive)[1:]]
+
+    first = pack_tree(repo)
+    second = pack_tree(repo, store=tmp_path / "store-2", level=1)
+    assert first.id == second.id
+    assert headers(first.archive) == headers(second.archive)
+
+
+def test_archive_is_zstd_with_the_frame_checksum(repo: Path) -> None:
+    result = pack_tree(repo)
+    frame = result.archive.read_bytes()
+    assert frame[:4] == b"\x28\xb5\x2f\xfd"  # zstd magic number
+    assert frame[4] & 0b100  # Frame_Header_Descriptor: Content_Checksum_flag
+    assert hashlib.sha256(frame).hexdigest() == result.archive_sha256
+    assert len(frame) == result.archive_bytes
+
+
+def test_store_record_is_the_manifest_plus_the_archive_hash(repo: Path, tmp_path: Path) -> None:
+    result = pack_tree(repo)
+    record = read_manifest(result.manifest)
+    inside = read_manifest(result.archive)
+    extract(result.archive, tmp_path / "out", None)
+    assert read_manifest(tmp_path / "out") == inside
+    assert record == {
+        **inside,
+        "archive_sha256": result.archive_sha256,
+        "archive_bytes": len(result.archive.read_bytes()),
+    }
+    assert (result.archive.parent / "CACHEDIR.TAG").read_bytes().startswith(b"Signature: ")
+
+
+def test_manifest_records_provenance(repo: Path) -> None:
+    git(repo, "branch", "-m", "main")
+    git(repo, "remote", "add", "origin", "https://user:token@example.org/lab/wf.git")
+    (repo / "data/blob.bin").write_bytes(b"\xff\xfe" * 100)  # binary change
+    (repo / "scripts/tool.py").write_text("print('edited')\n")
+    write(repo, "new_untracked.py", "n = 1\n")
+    manifest = read_manifest(pack_tree(repo).manifest)
+    assert manifest["user"] and manifest["host"] and manifest["created"].endswith("Z")
+    assert manifest["root"] == str(repo.resolve())
+    assert manifest["file_count"] == len(manifest["files"])
+    run_sh = next(f for f in manifest["files"] if f["path"] == "scripts/run.sh")
+    assert run_sh["mode"] == "755" and run_sh["size"] == 18 and len(run_sh["sha256"]) == 64
+    g = manifest["git"]
+    assert g["commit"] == git(repo, "rev-parse", "HEAD").strip()
+    assert g["branch"] == "main"
+    assert g["remote"] == "https://example.org/lab/wf.git"  # the token is not recorded
+    assert g["dirty"] is True
+    assert g["untracked"] == ["new_untracked.py"]
+    diff = g["diff"] if g["diff_encoding"] == "utf-8" else base64.b64decode(g["diff"]).decode()
+    assert "print('edited')" in diff and "GIT binary patch" in diff
+    # The recorded diff applies: it is the exact uncommitted state.
+    git(repo, "stash", "-q")
+    patch = repo.parent / "change.patch"
+    patch.write_text(diff)
+    git(repo, "apply", str(patch))
+    assert (repo / "data/blob.bin").read_bytes() == b"\xff\xfe" * 100
+    assert manifest["selection"]["exclude_folders"] == [
+        ".git",
+        ".snakemake",
+        "wandb",
+        "outputs",
+        "datasets",
+    ]
+    assert manifest["python"]["version"].count(".") == 2
+    assert manifest["snakemake"] == manifest["distributions"]["snakemake"]
+    assert "pathspec" in manifest["distributions"]
+
+
+def test_manifest_outside_git_has_no_git_record(tmp_path: Path) -> None:
+    write(tmp_path / "plain", "a.py")
+    assert read_manifest(pack_tree(tmp_path / "plain").manifest)["git"] is None
+
+
+def _malicious(tmp_path: Path, build) -> Path:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        build(tar)
+    archive = tmp_path / "evil.tar.zst"
+    archive.write_bytes(zstd.compress(raw.getvalue()))
+    return archive
+
+
+def _file(tar: tarfile.TarFile, name: str, data: bytes = b"x") -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _special(tar: tarfile.TarFile, name: str, kind: bytes, linkname: str = "") -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, linkname
+    tar.addfile(info)
+
+
+MALICIOUS = {
+    "absolute path": lambda t: _file(t, "/etc/evil"),
+    "dot-dot": lambda t: _file(t, "a/../../evil"),
+    "link escaping": lambda t: _special(t, "a", tarfile.SYMTYPE, "../../etc"),
+    "absolute link": lambda t: _special(t, "a", tarfile.SYMTYPE, "/etc"),
+    "link chain escaping": lambda t: (
+        _special(t, "b", tarfile.SYMTYPE, "a/.."),
+        _special(t, "a", tarfile.SYMTYPE, "."),
+    ),
+    "write through a link": lambda t: (
+        _special(t, "d", tarfile.SYMTYPE, "."),
+        _file(t, "d/evil"),
+    ),
+    "hard link": lambda t: (_file(t, "a"), _special(t, "b", tarfile.LNKTYPE, "a")),
+    "device": lambda t: _special(t, "null", tarfile.CHRTYPE),
+    "fifo": lambda t: _special(t, "pipe", tarfile.FIFOTYPE),
+    "duplicate": lambda t: (_file(t, "a", b"1"), _file(t, "a", b"2")),
+}
+
+
+@pytest.mark.parametrize("case", MALICIOUS)
+def test_malicious_archives_are_refused(tmp_path: Path, case: str) -> None:
+    archive = _malicious(tmp_path, MALICIOUS[case])
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    dest = tmp_path / "nodes" / "code"
+    with pytest.raises(SnapshotError, match="refusing to extract"):
+        extract(archive, dest, digest)
+    assert os.listdir(dest.parent) == []  # neither the destination nor a temporary folder
+    assert not (tmp_path / "evil").exists() and not Path("/etc/evil").exists()
+
+
+def test_damaged_or_unexpected_archives_are_refused(repo: Path, tmp_path: Path) -> None:
+    result = pack_tree(repo)
+    with pytest.raises(SnapshotError, match=r"expected 0+: the archive is damaged"):
+        extract(result.archive, tmp_path / "a", "0" * 64)
+    truncated = tmp_path / "truncated.tar.zst"
+    truncated.write_bytes(result.archive.read_bytes()[:-100])
+    with pytest.raises(SnapshotError, match="not a readable snapshot archive"):
+        extract(truncated, tmp_path / "b", None)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    (tmp_path / "c").mkdir()
+    with pytest.raises(SnapshotError, match="already exists"):
+        extract(result.archive, tmp_path / "c", result.archive_sha256)
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "mode", "kind", "link"),
+    [
+        ("a/b.py", 1234, 0o755, tarfile.REGTYPE, ""),
+        ("x" * 100, 0, 0o644, tarfile.REGTYPE, ""),
+        ("l", 0, 0o777, tarfile.SYMTYPE, "a/b.py"),
+        ("big.bin", 8**11 - 1, 0o644, tarfile.REGTYPE, ""),
+    ],
+)
+def test_fast_headers_are_tarfile_ustar_headers(
+    name: str, size: int, mode: int, kind: bytes, link: str
+) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.type, info.linkname = size, mode, kind, link
+    info.mtime, info.uname, info.gname = 0, "", ""
+    expected = info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+    assert _header(name, size, mode, kind, link) == expected

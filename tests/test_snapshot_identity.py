@@ -1,0 +1,220 @@
+"""Snapshot ids, the content-addressed store, the stat cache and files that change."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from test_snapshot_helpers import OpenCounter, git, make_repo, pack_tree, packed, write
+
+from snakemake_executor_plugin_frozen.snapshot import SnapshotError
+from snakemake_executor_plugin_frozen.snapshot.entries import FILE, Entry
+from snakemake_executor_plugin_frozen.snapshot.hashing import StatCache, snapshot_id
+from snakemake_executor_plugin_frozen.snapshot.store import Store
+
+FILES = {
+    "Snakefile": "rule all:\n    input: 'x'\n",
+    "scripts/run.py": "print('run')\n" * 50,
+    "config/config.yaml": "samples: [a, b]\n",
+    "data/table.csv": "1,2,3\n" * 1000,
+}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = make_repo(tmp_path / "repo", FILES)
+    (root / "scripts" / "run.sh").write_text("#!/bin/sh\n")
+    # Leave the coarse filesystem clock a few ticks, so that no file counts as modified
+    # in the same tick as the first pack's reads (which the cache rightly refuses to trust).
+    time.sleep(0.05)
+    return root
+
+
+def _stored(store: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in store.iterdir()}
+
+
+def test_same_id_after_touch_different_after_one_byte_or_chmod(repo: Path) -> None:
+    first = pack_tree(repo)
+    os.utime(repo / "scripts/run.py", (1, 1))
+    (repo / "config/config.yaml").touch()
+    assert pack_tree(repo).id == first.id
+    (repo / "scripts/run.sh").chmod(0o664)  # group write: a mode bit that does not matter
+    assert pack_tree(repo).id == first.id
+
+    (repo / "scripts/run.sh").chmod(0o755)
+    executable = pack_tree(repo)
+    assert executable.id != first.id
+    (repo / "scripts/run.sh").chmod(0o644)
+    content = (repo / "scripts/run.py").read_bytes()
+    (repo / "scripts/run.py").write_bytes(content[:-1] + b"!")
+    edited = pack_tree(repo)
+    assert len({first.id, executable.id, edited.id}) == 3
+    (repo / "scripts/run.py").write_bytes(content)
+    reverted = pack_tree(repo)
+    assert reverted.id == first.id and not reverted.created
+
+
+def test_same_id_in_a_fresh_clone_elsewhere_whatever_the_level(repo: Path, tmp_path: Path) -> None:
+    (repo / "scripts/run.sh").chmod(0o755)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "exec")
+    first = pack_tree(repo)
+    clone = tmp_path / "elsewhere" / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    again = pack_tree(clone, store=tmp_path / "other-store", level=19)
+    assert again.id == first.id
+    assert again.created and again.archive_sha256 != first.archive_sha256
+
+
+def test_id_ignores_the_order_of_the_walk() -> None:
+    entries = [
+        Entry(f"f{i}", FILE, 1, i % 2 == 0, "", f"/x/f{i}", (1, 0, 0, i), "") for i in range(20)
+    ]
+    digests = {e.path: f"{i:064x}" for i, e in enumerate(entries)}
+    assert snapshot_id(entries, digests) == snapshot_id(entries[::-1], digests)
+
+
+def test_a_stored_id_writes_nothing(repo: Path) -> None:
+    first = pack_tree(repo)
+    store = first.archive.parent
+    before = _stored(store)
+    second = pack_tree(repo)
+    assert second == first.__class__(**{**first.__dict__, "created": False})
+    assert _stored(store) == before
+
+
+def test_unchanged_tree_reads_no_file_contents(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = pack_tree(repo)
+    counter = OpenCounter(repo, monkeypatch)
+    again = pack_tree(repo)
+    assert counter.opened == []
+    assert again.id == first.id
+    (repo / "config/config.yaml").write_text("samples: [a, b, c]\n")
+    counter.opened.clear()
+    changed = pack_tree(repo)
+    # Only the edited file is hashed; writing the new archive then reads every file once
+    # (the edited one from memory).
+    hashed = counter.opened[: counter.opened.index("Snakefile")]
+    assert hashed == ["config/config.yaml"]
+    assert sorted(counter.opened[1:]) == sorted(packed(changed) - {"config/config.yaml"})
+
+
+def test_warm_pack_of_an_unchanged_tree_is_fast(repo: Path) -> None:
+    for i in range(300):
+        write(repo, f"pkg{i % 10}/m{i}.py", f"x = {i}\n")
+    time.sleep(0.05)
+    pack_tree(repo)
+    start = time.perf_counter()
+    pack_tree(repo)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_cache_does_not_trust_files_modified_in_the_tick_of_the_read(tmp_path: Path) -> None:
+    entries = [
+        Entry("old", FILE, 1, False, "", "/x/old", (1, 100, 100, 1), ""),
+        Entry("new", FILE, 1, False, "", "/x/new", (1, 100, 200, 2), ""),  # ctime at stamp
+    ]
+    cache = StatCache(tmp_path / "cache.json", "/x", {})
+    cache.record(entries, {"old": "a" * 64, "new": "b" * 64}, stamp_ns=200)
+    assert cache.lookup(entries[0]) == "a" * 64
+    assert cache.lookup(entries[1]) is None
+
+
+def _on_open(monkeypatch: pytest.MonkeyPatch, target: Path, action) -> None:
+    real = os.open
+
+    def patched(path, *args, **kwargs):
+        if os.fspath(path) == str(target):
+            action()
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", patched)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda p: p.open("a").write("more\n"), id="grows"),
+        pytest.param(lambda p: p.write_text(p.read_text().upper()), id="rewritten"),
+        pytest.param(lambda p: (p.unlink(), p.write_text("new\n")), id="replaced"),
+    ],
+)
+def test_file_changing_while_packed_is_refused(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, change
+) -> None:
+    target = repo / "scripts" / "run.py"
+    _on_open(monkeypatch, target, lambda: change(target))
+    store = repo / ".snakemake" / "frozen" / "snapshots"
+    with pytest.raises(SnapshotError, match=r"scripts/run\.py changed while being packed"):
+        pack_tree(repo)
+    assert sorted(p.name for p in store.iterdir()) == ["CACHEDIR.TAG"]  # no partial archive
+    monkeypatch.undo()
+    assert "scripts/run.py" in packed(pack_tree(repo))
+
+
+def test_file_changing_while_archived_is_refused(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pack_tree(repo)  # run.py is now vouched for by the stat cache: first read when archiving
+    (repo / "Snakefile").write_text("rule all:\n    input: 'y'\n")
+    target = repo / "scripts" / "run.py"
+    _on_open(monkeypatch, target, lambda: target.open("a").write("# edit\n"))
+    with pytest.raises(SnapshotError, match=r"scripts/run\.py changed while being packed"):
+        pack_tree(repo)
+
+
+def test_stale_cache_entry_is_caught_and_forgotten(repo: Path) -> None:
+    clean = pack_tree(repo, store=repo.parent / "clean-store")
+    store = repo / ".snakemake" / "frozen" / "snapshots"
+    pack_tree(repo)
+    # Pretend the cache vouches for other content with the same stat (clock trouble):
+    # the archive would no longer match its id.
+    cache_file = next(store.glob("statcache-*.json"))
+    data = json.loads(cache_file.read_text())
+    data["entries"]["scripts/run.py"][4] = "0" * 64
+    cache_file.write_text(json.dumps(data))
+    with pytest.raises(SnapshotError, match="changed while being packed; try again"):
+        pack_tree(repo)
+    assert pack_tree(repo).id == clean.id
+
+
+def test_unreadable_file_is_a_clear_error(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def deny() -> None:
+        raise PermissionError(13, "Permission denied")
+
+    _on_open(monkeypatch, repo / "config" / "config.yaml", deny)
+    with pytest.raises(SnapshotError, match=r"cannot read config/config\.yaml: Permission denied"):
+        pack_tree(repo)
+
+
+def test_size_guard_counts_selected_bytes_and_names_the_largest(repo: Path) -> None:
+    write(repo, "results/huge.bin", b"\0" * 3_000_000)  # not selected: does not count
+    (repo / ".gitignore").write_text("results/\n")
+    write(repo, "models/weights.bin", b"\1" * 1_500_000)
+    write(repo, "models/small.bin", b"\1" * 200_000)
+    with pytest.raises(SnapshotError) as refused:
+        pack_tree(repo, max_size_mb=1.5)
+    message = str(refused.value)
+    first_line, *listing = message.splitlines()
+    assert first_line.startswith("the selected files total 1.7 MB, above max_size_mb=1.5")
+    assert "models/weights.bin" in listing[0]
+    assert any(line.strip().endswith("models/") for line in listing)
+    assert "results" not in message
+    assert "exclude" in listing[-1] and "skip_size_check" in listing[-1]
+    assert pack_tree(repo, max_size_mb=1.5, skip_size_check=True).bytes > 1_500_000
+    assert pack_tree(repo, max_size_mb=1.5, exclude=("/models/",)).bytes < 100_000
+
+
+def test_of_two_racing_packs_the_first_stored_wins(repo: Path) -> None:
+    first = pack_tree(repo)
+    store = Store(first.archive.parent)
+    late = store.temp_path(".tar.zst")
+    late.write_bytes(b"another archive of the same code")
+    earlier = store.commit(first.id, late, b'{"id": "late"}')
+    assert earlier == json.loads(first.manifest.read_text())
+    assert first.archive.read_bytes() != b"another archive of the same code"
+    late.unlink()

@@ -1,0 +1,255 @@
+"""Selection rules and their priorities, in real git repositories and plain folders."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from test_snapshot_helpers import git, make_repo, pack_tree, packed, write
+
+from snakemake_executor_plugin_frozen.snapshot import SnapshotError
+
+
+def test_tracked_file_matching_a_gitignore_pattern_is_packed(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"src/logging.py": "x = 1\n"}, ignore="log*\ntests/*/\n")
+    write(root, "tests/case1/data.txt")
+    git(root, "add", "-f", "tests/case1/data.txt")
+    result = pack_tree(root)
+    # Pure .gitignore matching would drop both: git tracks them, so they are code.
+    assert {"src/logging.py", "tests/case1/data.txt", ".gitignore"} <= packed(result)
+
+
+def test_untracked_file_that_git_does_not_ignore_is_packed(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "a"}, ignore="*.log\n")
+    write(root, "notes/new_helper.R", "f <- 1\n")
+    write(root, "run.log")
+    assert packed(pack_tree(root)) == {".gitignore", "a.py", "notes/new_helper.R"}
+
+
+def test_gitignored_code_files_are_added_back_other_ignored_files_are_not(tmp_path: Path) -> None:
+    ignore = "local_*.py\nsecret.yaml\n*.log\nSnakefile\n"
+    root = make_repo(tmp_path / "repo", {"a.py": "a"}, ignore=ignore)
+    for rel in ("local_settings.py", "conf/secret.yaml", "run.log", "Snakefile", "big.csv"):
+        write(root, rel)
+    (root / ".gitignore").write_text(ignore + "big.csv\n")
+    result = pack_tree(root)
+    assert packed(result) == {
+        ".gitignore",
+        "a.py",
+        "local_settings.py",
+        "conf/secret.yaml",
+        "Snakefile",
+    }
+    manifest = result.manifest.read_text()
+    assert '"added_back": ["Snakefile", "conf/secret.yaml", "local_settings.py"]' in manifest
+    # A gitignored config named like a secret is packed, but never silently.
+    assert any("conf/secret.yaml" in w and "credentials" in w for w in result.warnings)
+
+
+def test_code_files_inside_an_ignored_folder_are_not_added_back(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "a"}, ignore=".venv/\nbuild\nnode_modules/\n")
+    write(root, ".venv/lib/python3.11/site-packages/pkg/mod.py")
+    write(root, "build/lib/pkg/generated.py")
+    write(root, "web/node_modules/x/setup.sh")
+    assert packed(pack_tree(root)) == {".gitignore", "a.py"}
+
+
+def test_hard_excluded_folders_win_over_everything(tmp_path: Path) -> None:
+    # Tracked, untracked, gitignored code and explicitly named files alike, at any depth.
+    root = make_repo(
+        tmp_path / "repo",
+        {"a.py": "a", "outputs/tracked.py": "t", "sub/datasets/tracked.yaml": "t"},
+        ignore="ignored_*.py\n",
+    )
+    write(root, "outputs/untracked.py")
+    write(root, "wandb/run/ignored_model.py")
+    write(root, "deep/er/.snakemake/ignored_x.py")
+    write(root, "datasets/named.yaml")
+    result = pack_tree(root, explicit=[root / "datasets/named.yaml"])
+    assert packed(result) == {".gitignore", "a.py"}
+    assert any("hard-excluded" in w and "datasets/named.yaml" in w for w in result.warnings)
+
+
+def test_nested_gitignore_files_are_honoured(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "a", "sub/.gitignore": "*.dat\n!keep.dat\n"})
+    for rel in ("sub/x.dat", "sub/keep.dat", "x.dat", "sub/deeper/y.dat"):
+        write(root, rel)
+    assert packed(pack_tree(root)) == {"a.py", "sub/.gitignore", "sub/keep.dat", "x.dat"}
+
+
+def test_info_exclude_and_core_excludes_file_are_honoured(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "a"})
+    (root / ".git" / "info" / "exclude").write_text("*.tmp\n")
+    global_ignore = write(tmp_path, "global-ignore", "*.bak\n")
+    git(root, "config", "core.excludesFile", str(global_ignore))
+    write(root, "x.tmp")
+    write(root, "y.bak")
+    write(root, "z.txt")
+    assert packed(pack_tree(root)) == {"a.py", "z.txt"}
+
+
+def test_outside_git_every_file_not_matched_by_nested_gitignores(tmp_path: Path) -> None:
+    root = tmp_path / "plain"
+    write(root, ".gitignore", "*.log\nbuild/\nlocal_*.py\n")
+    write(root, "sub/.gitignore", "*.csv\n!keep.csv\n")
+    files = ["a.py", "run.log", "build/gen.py", "local_cfg.py", "sub/d.csv", "sub/keep.csv"]
+    for rel in [*files, "sub/x.txt", ".git/config", "outputs/o.py"]:
+        write(root, rel)
+    result = pack_tree(root)
+    assert packed(result) == {
+        ".gitignore",
+        "sub/.gitignore",
+        "a.py",
+        "local_cfg.py",  # ignored one by one: added back
+        "sub/keep.csv",
+        "sub/x.txt",
+    }
+    assert '"discovery": "walk"' in result.manifest.read_text()
+
+
+def test_frozenignore_and_exclude_remove_more_but_never_explicit_files(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "a.py": "a",
+            "notebooks/explore.py": "n",
+            "docs/big.pdf": "pdf",
+            "scripts/needed.py": "s",
+            "scripts/draft.py": "d",
+        },
+        ignore="local.yaml\n",
+    )
+    write(root, ".frozenignore", "# comment\nnotebooks/\nscripts/*.py\nlocal.yaml\n")
+    write(root, "local.yaml")
+    result = pack_tree(root, exclude=("*.pdf",), explicit=[root / "scripts/needed.py"])
+    assert packed(result) == {".gitignore", ".frozenignore", "a.py", "scripts/needed.py"}
+
+
+def test_explicit_files_are_packed_even_if_ignored_and_relative_to_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_repo(tmp_path / "repo", {"wf/Snakefile": "rule a:\n"}, ignore="*.tsv\n")
+    write(root, "wf/samples.tsv")
+    write(root, "wf/config/local.tsv")
+    monkeypatch.chdir(root / "wf")
+    result = pack_tree(root, explicit=[Path("samples.tsv"), "config/local.tsv", "missing.txt"])
+    assert packed(result) == {".gitignore", "wf/Snakefile", "wf/samples.tsv", "wf/config/local.tsv"}
+    assert any("do not exist" in w and "wf/missing.txt" in w for w in result.warnings)
+
+
+def test_explicit_file_outside_the_root_is_an_error_naming_it(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "a"})
+    outside = write(tmp_path, "shared/config.yaml")
+    with pytest.raises(SnapshotError, match=r"shared/config\.yaml.*outside the code root"):
+        pack_tree(root, explicit=[outside])
+
+
+def test_store_log_dirs_and_tagged_caches_are_never_packed(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "a"})
+    write(root, "logs/rule_a/job.log")
+    write(root, "logs/rule_a/x.py")
+    first = pack_tree(root, store=root / "snaps")
+    # Another store inside the tree (tagged with CACHEDIR.TAG) is skipped as well.
+    result = pack_tree(root, store=root / "other-store", extra_excluded_dirs=(root / "logs",))
+    assert packed(first) == {"a.py", "logs/rule_a/job.log", "logs/rule_a/x.py"}
+    assert packed(result) == {"a.py"}
+
+
+def test_reserved_manifest_folder_never_collides(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "a", ".frozen/manifest.json": "{}"})
+    result = pack_tree(root)
+    assert packed(result) == {"a.py"}
+    assert '"id"' in result.manifest.read_text()
+
+
+def test_submodule_files_are_packed(tmp_path: Path) -> None:
+    lib = make_repo(tmp_path / "lib", {"lib.py": "l", "sub/util.sh": "u"})
+    root = make_repo(tmp_path / "repo", {"a.py": "a"})
+    git(root, "submodule", "add", "-q", str(lib), "vendor/lib")
+    git(root, "commit", "-q", "-m", "add submodule")
+    assert packed(pack_tree(root)) >= {
+        "a.py",
+        ".gitmodules",
+        "vendor/lib/lib.py",
+        "vendor/lib/sub/util.sh",
+    }
+
+
+def test_untracked_nested_repository_is_reported(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "a"})
+    make_repo(root / "clone", {"c.py": "c"})
+    result = pack_tree(root)
+    assert packed(result) == {"a.py"}
+    assert any("nested" in w and "clone" in w for w in result.warnings)
+
+
+def test_deleted_tracked_file_is_simply_absent(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "a", "gone.py": "g"})
+    (root / "gone.py").unlink()
+    result = pack_tree(root)
+    assert packed(result) == {"a.py"}
+    assert result.warnings == ()
+
+
+def test_code_suffixes_setting_replaces_the_default(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "a"}, ignore="local.*\n")
+    write(root, "local.R")
+    write(root, "local.py")
+    assert packed(pack_tree(root, code_suffixes=("R",))) == {".gitignore", "a.py", "local.R"}
+
+
+def test_exclude_folders_takes_names_not_paths(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "a"})
+    with pytest.raises(SnapshotError, match="exclude_folders entry 'data/raw'"):
+        pack_tree(root, exclude_folders=("data/raw",))
+
+
+def test_root_below_the_git_top_level_packs_only_that_folder(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"top.py": "t", "wf/a.py": "a"}, ignore="*.loc\n")
+    write(root, "wf/untracked.txt")
+    write(root, "wf/x.loc")
+    assert packed(pack_tree(root / "wf")) == {"a.py", "untracked.txt"}
+
+
+def test_excluded_folder_names_are_literal_not_globs(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "a", "run[1]/t.py": "t"})
+    write(root, "run[1]/u.py")
+    write(root, "run1/u.py")
+    assert packed(pack_tree(root, exclude_folders=("run[1]",))) == {"a.py", "run1/u.py"}
+
+
+def test_folder_git_cannot_open_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # git skips an unreadable folder with a warning and success (chmod cannot show it
+    # here: the tests may run as root), so a git that says so stands in for it.
+    root = make_repo(tmp_path / "repo", {"a.py": "a"})
+    real_git = shutil.which("git")
+    shim = write(
+        tmp_path,
+        "bin/git",
+        f'#!/bin/sh\n"{real_git}" "$@"\nstatus=$?\ncase "$*" in *--others*)\n'
+        "  echo \"warning: could not open directory 'locked/': Permission denied\" >&2;;\n"
+        "esac\nexit $status\n",
+        mode=0o755,
+    )
+    monkeypatch.setenv("PATH", f"{shim.parent}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(SnapshotError, match=r"could not open directory 'locked/'.*permissions"):
+        pack_tree(root)
+
+
+def test_a_root_that_its_enclosing_repository_ignores_is_selected_as_a_plain_folder(
+    tmp_path: Path,
+) -> None:
+    """A scratch copy of a workflow inside another project's ignored folder: git lists none
+    of it, so the folder's own .gitignore files decide."""
+    outer = make_repo(tmp_path / "project", {"tool.py": "t"}, ignore="scratch/\n")
+    root = outer / "scratch" / "wf"
+    write(root, "Snakefile")
+    write(root, "lib/helpers.py")
+    write(root, "data.csv")
+    write(root, "results/out.txt")
+    write(root, ".gitignore", "results/\n")
+    result = pack_tree(root)
+    assert packed(result) == {".gitignore", "Snakefile", "data.csv", "lib/helpers.py"}
+    assert any("ignored by the git repository around it" in w for w in result.warnings)
