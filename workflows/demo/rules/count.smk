@@ -3,6 +3,7 @@ rule count:
         "data/{sample}.txt",
     output:
         "results/counts/{sample}.tsv",
+    threads: 2
     params:
         top=config["top_words"],
     resources:
