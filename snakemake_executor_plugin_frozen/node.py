@@ -147,15 +147,17 @@ def prune_stale(directory: Path, host: str) -> list[Path]:
 
 def remove(path: Path) -> None:
     """Remove a file or a tree so that it disappears at once: rename, then delete, so that
-    a crash half-way never leaves a partial copy under a trusted name."""
-    if not path.exists() and not path.is_symlink():
-        return
-    if path.is_dir() and not path.is_symlink():
-        doomed = path.with_name(f".{path.name}.deleting.{os.getpid()}")
-        os.replace(path, doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+    a crash half-way never leaves a partial copy under a trusted name. Another job may be
+    removing the same stale entry at the same moment; then there is nothing left to do."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            doomed = path.with_name(f".{path.name}.deleting.{os.getpid()}")
+            os.replace(path, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def enter(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:

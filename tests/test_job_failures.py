@@ -234,9 +234,7 @@ def test_ctrl_c_cancels_running_slurm_jobs(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def refused_run(
-    slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def refused_run(slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One run with both refused jobs: `bad_partition` (sbatch refuses the partition) and
     `bad_extra` (slurm_extra sets --mem, which the executor manages). Asks for the cluster
     itself: a module fixture is set up before the function-scoped autouse one."""
