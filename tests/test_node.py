@@ -5,10 +5,12 @@ import os
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from snakemake_executor_plugin_frozen.jobscript import FrozenEntry, render
 from snakemake_executor_plugin_frozen.node import (
     NodeError,
     frozen_pythonpath,
@@ -252,22 +254,24 @@ def test_a_tampered_archive_is_refused_and_nothing_is_extracted(
     assert not (tmp_path / f"snakemake-frozen-{os.getuid()}" / result.id).exists()
 
 
-def test_batch_script_stops_when_the_snapshot_cannot_be_entered(
-    tmp_path: Path, snapshot: tuple[Path, PackResult]
-) -> None:
-    """`set -e` must stop the job before Snakemake runs from anything else."""
-    from snakemake_executor_plugin_frozen.jobscript import FrozenEntry, render
-
-    code, result = snapshot
-    entry = FrozenEntry(
+def batch_entry(code: Path, result: PackResult, tmp_path: Path) -> FrozenEntry:
+    return FrozenEntry(
         python=sys.executable,
         archive=result.archive,
-        archive_sha256="f" * 64,
+        archive_sha256=result.archive_sha256,
         snapshot_id=result.id,
         code_root=code,
         scratch=str(tmp_path / "scratch"),
         keep_extracted=False,
     )
+
+
+def test_batch_script_stops_when_the_snapshot_cannot_be_entered(
+    tmp_path: Path, snapshot: tuple[Path, PackResult]
+) -> None:
+    """`set -e` must stop the job before Snakemake runs from anything else."""
+    code, result = snapshot
+    entry = replace(batch_entry(code, result, tmp_path), archive_sha256="f" * 64)
     script = tmp_path / "job.sh"
     script.write_text(render("test job", "echo RAN-THE-JOB", entry))
     ran = subprocess.run(["bash", str(script)], capture_output=True, text=True)
@@ -279,18 +283,8 @@ def test_batch_script_stops_when_the_snapshot_cannot_be_entered(
 def test_batch_script_runs_the_job_from_the_copy_and_cleans_up(
     tmp_path: Path, snapshot: tuple[Path, PackResult]
 ) -> None:
-    from snakemake_executor_plugin_frozen.jobscript import FrozenEntry, render
-
     code, result = snapshot
-    entry = FrozenEntry(
-        python=sys.executable,
-        archive=result.archive,
-        archive_sha256=result.archive_sha256,
-        snapshot_id=result.id,
-        code_root=code,
-        scratch=str(tmp_path / "scratch"),
-        keep_extracted=False,
-    )
+    entry = batch_entry(code, result, tmp_path)
     script = tmp_path / "job.sh"
     command = 'python3 -c "import pkg, sys; print(pkg.__file__)"; echo "DIR=$FROZEN_DIR"'
     script.write_text(render("test job", command, entry))
