@@ -103,16 +103,6 @@ def test_unchanged_tree_reads_no_file_contents(repo: Path, monkeypatch: pytest.M
     assert sorted(counter.opened[1:]) == sorted(packed(changed) - {"config/config.yaml"})
 
 
-def test_warm_pack_of_an_unchanged_tree_is_fast(repo: Path) -> None:
-    for i in range(300):
-        write(repo, f"pkg{i % 10}/m{i}.py", f"x = {i}\n")
-    time.sleep(0.05)
-    pack_tree(repo)
-    start = time.perf_counter()
-    pack_tree(repo)
-    assert time.perf_counter() - start < 0.5
-
-
 def test_cache_does_not_trust_files_modified_in_the_tick_of_the_read(tmp_path: Path) -> None:
     entries = [
         Entry("old", FILE, 1, False, "", "/x/old", (1, 100, 100, 1), ""),

@@ -47,17 +47,12 @@ def test_large_tree_packs_what_git_sees_and_round_trips(tree: Path, tmp_path: Pa
     assert all(restored[p] == (tree / p).read_bytes() for p in ("Snakefile", "data/blob3.bin"))
 
 
-def test_large_unchanged_tree_reads_nothing_and_is_fast(
+def test_large_unchanged_tree_reads_nothing(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Its speed is measured by benchmarks/snapshot_bench.py, not asserted here."""
     first = pack_tree(tree, store=tmp_path / "store")
     counter = OpenCounter(tree, monkeypatch)
-    seconds = []
-    for _ in range(3):
-        start = time.perf_counter()
-        again = pack_tree(tree, store=tmp_path / "store")
-        seconds.append(time.perf_counter() - start)
+    again = pack_tree(tree, store=tmp_path / "store")
     assert again.id == first.id and not again.created
     assert counter.opened == []
-    # Tens of milliseconds on a 2-core VM; generous for slow CI machines.
-    assert min(seconds) < 0.5
