@@ -35,8 +35,10 @@ from snakemake_executor_plugin_frozen.snapshot import (
     read_manifest,
 )
 from snakemake_executor_plugin_frozen.workflow_sources import (
+    changed_since,
     code_root_for,
     config_files_in_load_order,
+    process_start_time,
     snakemake_sources,
 )
 
@@ -91,16 +93,20 @@ class Executor(RemoteExecutor):
             skip_size_check=self.settings.skip_size_check,
             extra_excluded_dirs=(self.logdir, store),
         )
+        sources = snakemake_sources(self.workflow, self.dag.jobs)
         try:
             self.snapshot = pack(
-                self.code_root,
-                store,
-                selection,
-                explicit=snakemake_sources(self.workflow, self.dag.jobs),
-                level=self.settings.level,
+                self.code_root, store, selection, explicit=sources, level=self.settings.level
             )
         except SnapshotError as e:
             raise WorkflowError(f"frozen: cannot snapshot {self.code_root}: {e}") from e
+        # Snakemake parsed the workflow seconds before this snapshot; an edit in between
+        # gives jobs code the main process never saw (a renamed rule, another env hash).
+        for path in changed_since(sources, process_start_time()):
+            self.logger.warning(
+                f"frozen: {path} changed after this run started: the snapshot may hold a "
+                "version Snakemake did not parse; if that matters, stop and start the run again."
+            )
         self.snapshot_files = frozenset(
             f["path"] for f in read_manifest(self.snapshot.manifest)["files"]
         )

@@ -6,6 +6,7 @@ These read Snakemake attributes outside the stable executor interface (`workflow
 """
 
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,36 @@ def config_files_in_load_order(workflow: Any) -> list[Path]:
     directives = [Path(f).resolve() for f in workflow.configfiles]
     ordered = [f for f in directives if f not in cli] + cli
     return list(dict.fromkeys(ordered))
+
+
+def process_start_time() -> float | None:
+    """When this process started (epoch seconds, to a clock tick), from /proc; None elsewhere."""
+    try:
+        with open("/proc/self/stat") as stat:
+            # Field 22 (starttime, clock ticks after boot); the command name before it may
+            # contain spaces, so count from the closing parenthesis.
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    # Not /proc/stat's btime: it is truncated to whole seconds.
+    return time.time() - (since_boot - ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def changed_since(
+    paths: list[Path], started: float | None, slack: float = 1.0, now: float | None = None
+) -> list[Path]:
+    """The files modified between `started` and now: their snapshot may differ from what
+    Snakemake parsed when the run began. `slack` covers the clocks' resolution; a file
+    stamped in the future tells of a file server's clock running ahead, not of an edit."""
+    if started is None:
+        return []
+    now = time.time() if now is None else now
+    changed = []
+    for path in paths:
+        try:
+            if started + slack < path.stat().st_mtime <= now + slack:
+                changed.append(path)
+        except FileNotFoundError:
+            changed.append(path)
+    return changed

@@ -1,12 +1,18 @@
 """Which tree the executor snapshots."""
 
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from snakemake_interface_common.exceptions import WorkflowError
 
-from snakemake_executor_plugin_frozen.workflow_sources import code_root_for
+from snakemake_executor_plugin_frozen.workflow_sources import (
+    changed_since,
+    code_root_for,
+    process_start_time,
+)
 
 
 def git_repo(path: Path, ignore: str = "") -> Path:
@@ -39,3 +45,23 @@ def test_code_root_setting_wins_and_must_exist(tmp_path: Path) -> None:
     assert code_root_for(tmp_path / "x" / "Snakefile", str(tmp_path)) == tmp_path.resolve()
     with pytest.raises(WorkflowError, match="frozen-code-root"):
         code_root_for(tmp_path / "Snakefile", str(tmp_path / "missing"))
+
+
+def test_process_start_time_is_this_processes_start() -> None:
+    started = process_start_time()
+    assert started is not None
+    # pytest has been running for a while, but not for a day, and not in the future.
+    assert time.time() - 86400 < started <= time.time() + 1
+
+
+def test_files_edited_after_the_run_started_are_reported(tmp_path: Path) -> None:
+    old, new, gone = tmp_path / "old.smk", tmp_path / "new.smk", tmp_path / "gone.smk"
+    skewed = tmp_path / "skewed.smk"
+    for path in (old, new, skewed):
+        path.write_text("")
+    started = time.time() - 30
+    os.utime(old, (started - 60, started - 60))
+    os.utime(new, (started + 5, started + 5))
+    os.utime(skewed, (started + 3600, started + 3600))  # a file server's clock ahead
+    assert changed_since([old, new, gone, skewed], started) == [new, gone]
+    assert changed_since([old, new], None) == []
