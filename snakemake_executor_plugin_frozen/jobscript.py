@@ -55,7 +55,9 @@ def render(description: str, job_command: str, entry: FrozenEntry | None) -> str
             f'frozen_env="$({node} {shlex.join(enter)} --holder $$)"',
             'eval "$frozen_env"',
             # TERM/INT go through `exit` so that the EXIT trap releases the extracted copy.
-            f"frozen_leave() {{ {node} leave; }}",
+            # A cleanup error is logged by `leave` but must not fail a finished job, nor
+            # replace a failed job's own exit code.
+            f"frozen_leave() {{ {node} leave || true; }}",
             "trap frozen_leave EXIT",
             "trap 'exit 143' TERM",
             "trap 'exit 130' INT",

@@ -297,3 +297,18 @@ def test_batch_script_runs_the_job_from_the_copy_and_cleans_up(
     assert imported == frozen_dir.removeprefix("DIR=") + "/pkg/__init__.py"
     assert ran.stderr.startswith(f"frozen: snapshot {result.id} from {result.archive}")
     assert not Path(frozen_dir.removeprefix("DIR=")).exists()
+
+
+def test_a_failing_cleanup_does_not_change_the_jobs_exit_status(
+    tmp_path: Path, snapshot: tuple[Path, PackResult]
+) -> None:
+    """The job's outcome is the job's: a cleanup error is reported in the log, not as a
+    failed job (and a failed job keeps its own exit code)."""
+    code, result = snapshot
+    script = tmp_path / "job.sh"
+    sabotage = 'rm -rf "$(dirname "$FROZEN_DIR")"'  # leave then cannot take its lock
+    for command, expected in ((sabotage, 0), (f"{sabotage}; exit 3", 3)):
+        script.write_text(render("test job", command, batch_entry(code, result, tmp_path)))
+        ran = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+        assert ran.returncode == expected, ran.stderr
+        assert "frozen: error:" in ran.stderr
