@@ -51,6 +51,12 @@ class Executor(RemoteExecutor):
         self.workdir = Path(self.workflow.workdir_init).resolve()
         self.logdir = (self.workdir / self.settings.logdir).resolve()
         self.run_id = str(uuid.uuid4())
+        if self.settings.submit == "sbatch" and shutil.which("sbatch") is None:
+            raise WorkflowError(
+                "frozen: sbatch was not found on PATH, so jobs cannot be submitted to SLURM. "
+                "Run on a SLURM login node, or use --frozen-submit local to run the jobs on "
+                "this machine from the same snapshot."
+            )
         self.backend = (
             LocalBackend()
             if self.settings.submit == "local"

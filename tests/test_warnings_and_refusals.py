@@ -1,6 +1,10 @@
-"""The warning about code a `shell:` command reaches by a workdir-relative path."""
+"""What the executor tells the user before any job runs: code a `shell:` command reaches by a
+workdir-relative path, and a missing sbatch."""
 
+import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from conftest import run_snakemake
@@ -61,3 +65,28 @@ def test_the_executor_warns_per_rule(tmp_path: Path) -> None:
     assert len(warnings) == 1, result.stderr
     assert "rule leaky" in warnings[0] and "scripts/tool.py" in warnings[0]
     assert (workdir / "a.txt").read_text() == "live tool\n"
+
+
+def test_without_sbatch_the_run_stops_at_once_saying_what_to_do(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"  # a PATH with the basics but no SLURM commands
+    bin_dir.mkdir()
+    for tool in ("bash", "sh", "git", "env", "uname"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    (workdir / "Snakefile").write_text(
+        "rule a:\n    output: 'a.txt'\n    shell: 'touch {output}'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--executor", "frozen", "-j1"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": str(bin_dir)},
+    )
+    assert result.returncode != 0
+    assert "sbatch was not found on PATH" in result.stderr
+    assert "--frozen-submit local" in result.stderr
+    assert not (workdir / ".snakemake" / "frozen_logs").exists()
