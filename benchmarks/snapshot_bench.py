@@ -10,6 +10,12 @@ same selected files through ``tar | zstd`` for comparison. Medians of ``--runs``
 compare the work rather than the disk, put the tree and the stores on tmpfs:
 ``TMPDIR=/dev/shm python benchmarks/snapshot_bench.py --tree /dev/shm/bench-tree``.
 
+With ``--tools`` it also prints each step of that pipeline on its own: ``tar -c -T list``
+alone (no compression, written to a file), ``zstd -3 -T0`` alone on that tar file, and the
+extraction on the node: ``snapshot.extract`` (sha256 check, member checks, private folder
+renamed into place, as a job does) against ``tar -I zstd -xf`` of the same archive.
+``benchmarks/run`` prints those tables.
+
 ``build_tree`` is also used by the tests.
 """
 
@@ -149,7 +155,48 @@ def _tar_zstd(root: Path, paths: list[str], out: Path) -> float:
     return time.perf_counter() - start
 
 
-def bench(name: str, root: Path, runs: int, work: Path) -> dict:
+def _run_timed(args: list) -> float:
+    start = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def _tools(root: Path, paths: list[str], result, runs: int, work: Path) -> dict:
+    """The ``tar | zstd`` pipeline step by step, and extraction of our archive both ways.
+
+    tar writes to a file, never to /dev/null: GNU tar then skips reading the contents."""
+    from snakemake_executor_plugin_frozen.snapshot import extract
+
+    listing = work / "tools.list"
+    listing.write_bytes(b"\0".join(os.fsencode(p) for p in paths) + b"\0")
+    tar_file, zst_file = work / "tools.tar", work / "tools.tar.zst"
+    tar = ["tar", "-C", root, "--null", "--no-recursion", "-cf", tar_file, "-T", listing]
+    zstd = ["zstd", "-3", "-T0", "-q", "-f", tar_file, "-o", zst_file]
+    tar_only, zstd_only, ours, theirs = [], [], [], []
+    for run in range(runs):
+        tar_only.append(_run_timed(tar))
+        zstd_only.append(_run_timed(zstd))
+        dest = work / f"extract-ours-{run}"
+        seconds, _ = _timed(lambda dest=dest: extract(result.archive, dest, result.archive_sha256))
+        ours.append(seconds)
+        dest = work / f"extract-tar-{run}"
+        dest.mkdir()
+        theirs.append(_run_timed(["tar", "-I", "zstd", "-xf", result.archive, "-C", dest]))
+        for folder in (work / f"extract-ours-{run}", dest):
+            shutil.rmtree(folder)
+    row = {
+        "tar_only": statistics.median(tar_only),
+        "tar_only_bytes": tar_file.stat().st_size,
+        "zstd_only": statistics.median(zstd_only),
+        "extract": statistics.median(ours),
+        "tar_extract": statistics.median(theirs),
+    }
+    for leftover in (listing, tar_file, zst_file):
+        leftover.unlink()
+    return row
+
+
+def bench(name: str, root: Path, runs: int, work: Path, tools: bool = False) -> dict:
     from snakemake_executor_plugin_frozen.snapshot import SnapshotError, pack, read_manifest
 
     def pack_retrying(store: Path):
@@ -181,7 +228,7 @@ def bench(name: str, root: Path, runs: int, work: Path) -> dict:
     out = work / f"{name}.tar.zst"
     for _ in range(runs):
         tar_times.append(_tar_zstd(root, paths, out))
-    return {
+    row = {
         "tree": name,
         "files": result.files,
         "bytes": result.bytes,
@@ -191,6 +238,9 @@ def bench(name: str, root: Path, runs: int, work: Path) -> dict:
         "tar": statistics.median(tar_times),
         "tar_bytes": out.stat().st_size,
     }
+    if tools:
+        row.update(_tools(root, paths, result, runs, work))
+    return row
 
 
 def _table(rows: list[dict]) -> str:
@@ -208,11 +258,52 @@ def _table(rows: list[dict]) -> str:
     return "\n".join([head, *body])
 
 
+def _ratio(ours: float, theirs: float) -> str:
+    return f"{ours / theirs:.2f}" if theirs > 0 else "n/a"
+
+
+def tools_tables(rows: list[dict]) -> str:
+    """Packing against each step of ``tar | zstd``, and extraction, for ``bench(tools=True)``
+    rows: seconds, and ratios ours / theirs (below 1: ours is faster)."""
+    pack_head = (
+        "| tree | files | MB | cold pack s | warm pack s | tar -c s | zstd -3 -T0 s | "
+        "tar -c \\| zstd -3 -T0 s | cold / tar | cold / zstd | cold / tar\\|zstd | "
+        "warm / tar | warm / zstd | warm / tar\\|zstd |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    pack_body = [
+        f"| {r['tree']} | {r['files']} | {r['bytes'] / 1e6:.1f} | {r['cold']:.3f} | "
+        f"{r['warm']:.4f} | {r['tar_only']:.3f} | {r['zstd_only']:.3f} | {r['tar']:.3f} | "
+        + " | ".join(
+            _ratio(r[ours], r[theirs])
+            for ours in ("cold", "warm")
+            for theirs in ("tar_only", "zstd_only", "tar")
+        )
+        + " |"
+        for r in rows
+    ]
+    extract_head = (
+        "| tree | archive MB | tar\\|zstd MB | snapshot.extract s | tar -I zstd -xf s | "
+        "extract / tar |\n"
+        "|---|---:|---:|---:|---:|---:|"
+    )
+    extract_body = [
+        f"| {r['tree']} | {r['archive'] / 1e6:.2f} | {r['tar_bytes'] / 1e6:.2f} | "
+        f"{r['extract']:.3f} | {r['tar_extract']:.3f} | "
+        f"{_ratio(r['extract'], r['tar_extract'])} |"
+        for r in rows
+    ]
+    return "\n".join([pack_head, *pack_body, "", extract_head, *extract_body])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1])
     parser.add_argument("--tree", type=Path, help="build the synthetic tree here (reused)")
+    parser.add_argument(
+        "--tools", action="store_true", help="also time tar, zstd and extraction on their own"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="snapshot-bench-") as tmp:
         work = Path(tmp)
@@ -221,11 +312,14 @@ def main() -> int:
             seconds, _ = _timed(lambda: build_tree(tree))
             print(f"built {tree} in {seconds:.1f} s", file=sys.stderr)
         rows = [
-            bench("synthetic 5k", tree, args.runs, work),
-            bench(args.repo.name, args.repo, args.runs, work),
+            bench("synthetic 5k", tree, args.runs, work, args.tools),
+            bench(args.repo.name, args.repo, args.runs, work, args.tools),
         ]
     print(f"{os.cpu_count()} CPUs, medians of {args.runs} runs (warm: of {3 * args.runs})")
     print(_table(rows))
+    if args.tools:
+        print()
+        print(tools_tables(rows))
     return 0
 
 

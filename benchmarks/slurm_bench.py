@@ -1,0 +1,431 @@
+"""One workflow on the local SLURM cluster: ``--executor frozen`` against the stock plugin.
+
+    .venv/bin/python benchmarks/slurm_bench.py [--runs 3] [--n 20] [--jobs 20]
+
+The workflow (``benchmarks/workflow``) has N independent short jobs (a ``script:`` that sums
+a few numbers, imported helper module) and a local ``all`` rule. Each run copies it to a
+fresh temporary folder, makes that a git repository (as a real workflow is: the frozen
+plugin then selects its code through git) and runs Snakemake there, once with
+``--executor slurm`` from ``benchmarks/.venv-stock`` (``snakemake-executor-plugin-slurm``
+2.x, which ``benchmarks/run`` installs) and once with ``--executor frozen`` from the
+project venv. Medians of ``--runs`` runs each.
+
+How the comparison is kept fair:
+
+- Same Python (the stock venv is made from the project venv's base interpreter), same
+  Snakemake version, same workflow, same resources (``threads: 1``, ``mem_mb=100``,
+  ``runtime=5`` in the rule, ``--default-resources slurm_partition=debug``), same
+  ``--jobs``, same ``--latency-wait`` (Snakemake's default), a fresh copy for every run (no
+  ``.snakemake`` state, no stored snapshot: the frozen plugin always packs cold).
+- Status checks: the stock plugin waits ``--slurm-init-seconds-before-status-checks``
+  (default 40 s) before its first status query and again after every query that saw a job
+  finish, and adds 10 s after every query that saw none (up to 180 s). Ours starts at 2 s
+  and grows by 1.5x up to ``--seconds-between-status-checks``. Both get
+  ``--seconds-between-status-checks 10`` (Snakemake's default) and the stock plugin
+  ``--slurm-init-seconds-before-status-checks 2``, our first interval. Its +10 s back-off
+  is its design and stays.
+- Accounts: the cluster enforces none (``AccountingStorageEnforce=none``) and neither run
+  names one. ``--slurm-no-account`` is passed to the stock plugin; 2.8.0 accepts but
+  ignores it and instead tries at its first submissions to guess an account (a ``sacct``
+  call that fails, as the plugin hands ``| tail -1`` to ``sacct`` as arguments), then
+  submits without one, as we do.
+- Runs alternate (stock, frozen, stock, ...) and each starts only when the queue is empty;
+  jobs of others that overlapped a run are counted and printed, as they skew it.
+
+What is measured, from Snakemake's log, each line time-stamped as it arrives:
+
+- total wall time of the ``snakemake`` process;
+- time from its start until the first and until the last job was submitted;
+- plugin start to first submission: from the executor's first log line (``SLURM run ID``,
+  ``frozen: mode``) to the first submission, i.e. the plugin's own start-up;
+- the frozen plugin's snapshot: from ``frozen: mode`` to ``frozen: snapshot``;
+- the mean time a job spent on its node (``sacct`` ``ElapsedRaw``, 1 s resolution): ours
+  runs the node helper (verify, extract) and one Snakemake; the stock plugin runs Snakemake
+  with its ``slurm-jobstep`` executor, which starts the job with ``srun`` in a second one;
+- the span on the cluster, from the first job's start to the last job's end (``sacct``),
+  and from that end to the end of the Snakemake process: mostly the wait for the next
+  status check, where the two plugins' polling differs;
+- our node-side ``enter`` (verify and extract the snapshot), as each job log reports it.
+
+On this machine the cluster's 8 job slots (2 nodes x 4 CPUs) share the real cores
+(``nproc``), so a job's CPU time, above all Snakemake's start-up, lengthens every job
+running beside it: the job time on the node weighs more here than on a cluster where
+each slot has a core of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORKFLOW = HERE / "workflow"
+STOCK_VENV = HERE / ".venv-stock"
+PARTITION = "debug"
+PLUGINS = ("stock", "frozen")
+
+_SUBMITTED = {
+    "stock": re.compile(r"^Job \d+ has been submitted with SLURM jobid \d+"),
+    "frozen": re.compile(r"^Job \d+ submitted as \d+"),
+}
+_PLUGIN_START = {
+    "stock": re.compile(r"^SLURM run ID: (\S+)"),
+    "frozen": re.compile(r"^frozen: mode \S+, submit via \S+, run ([0-9a-f-]+),"),
+}
+_SNAPSHOT_TAKEN = re.compile(r"^frozen: snapshot [0-9a-f]+ of ")
+_ENTER = re.compile(r"^frozen: snapshot \S+ from .* (?:extracted|reused) at .* \(([0-9.]+) s\)$")
+
+
+@dataclass
+class Run:
+    plugin: str
+    error: str = ""
+    wall: float | None = None
+    first_submit: float | None = None
+    all_submitted: float | None = None
+    plugin_to_first: float | None = None
+    snapshot: float | None = None
+    job_on_node: float | None = None
+    cluster_span: float | None = None
+    end_lag: float | None = None
+    enter: float | None = None
+    foreign_jobs: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+@dataclass
+class Settings:
+    runs: int = 3
+    n: int = 20
+    jobs: int = 20
+    status_seconds: int = 10
+    init_seconds: int = 2
+    timeout: float = 180.0
+    stock_python: Path = STOCK_VENV / "bin" / "python"
+    frozen_python: Path = Path(sys.executable)
+
+
+def stock_problem(settings: Settings) -> str:
+    """Why the stock plugin cannot run here, or '' when it can."""
+    if not settings.stock_python.exists():
+        return f"{settings.stock_python} is missing (benchmarks/run creates it)"
+    check = subprocess.run(
+        [settings.stock_python, "-c", "import snakemake_executor_plugin_slurm"],
+        capture_output=True,
+        text=True,
+    )
+    if check.returncode:
+        return "snakemake-executor-plugin-slurm does not import: " + _last_line(check.stderr)
+    return ""
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def _command(plugin: str, settings: Settings) -> list[str]:
+    common = [
+        "--jobs", str(settings.jobs),
+        "--default-resources", f"slurm_partition={PARTITION}",
+        "--seconds-between-status-checks", str(settings.status_seconds),
+    ]  # fmt: skip
+    config = ["--config", f"parts={settings.n}"]  # last: --config takes every word after it
+    if plugin == "stock":
+        return [
+            str(settings.stock_python), "-m", "snakemake", "--executor", "slurm", *common,
+            "--slurm-init-seconds-before-status-checks", str(settings.init_seconds),
+            "--slurm-no-account", *config,
+        ]  # fmt: skip
+    return [
+        str(settings.frozen_python), "-m", "snakemake", "--executor", "frozen", *common, *config
+    ]  # fmt: skip
+
+
+def _environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_JOB", "SNAKEMAKE_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.email=bench@example.org", "-c", "user.name=bench", *args],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+
+
+def fresh_copy(parent: Path) -> Path:
+    target = parent / "workflow"
+    shutil.copytree(WORKFLOW, target, ignore=shutil.ignore_patterns("results", ".snakemake"))
+    _git(target, "init", "-q")
+    _git(target, "add", "-A")
+    _git(target, "commit", "-q", "-m", "workflow")
+    return target
+
+
+def queued_jobs() -> list[str]:
+    result = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True)
+    return result.stdout.split()
+
+
+def wait_for_empty_queue(limit: float = 30.0) -> float:
+    """Seconds waited until no job is queued (at most ``limit``)."""
+    start = time.perf_counter()
+    while queued_jobs() and time.perf_counter() - start < limit:
+        time.sleep(1)
+    return time.perf_counter() - start
+
+
+def _sacct(*args: str) -> list[list[str]]:
+    result = subprocess.run(["sacct", "-n", "-P", *args], capture_output=True, text=True)
+    return [line.split("|") for line in result.stdout.splitlines() if line.strip()]
+
+
+def _job_times(run_id: str, expected: int) -> list[tuple[int, datetime, datetime]]:
+    """(ElapsedRaw, Start, End) of the run's completed jobs."""
+    # slurmdbd may record the last jobs a moment after Snakemake has seen them end.
+    for _ in range(10):
+        rows = _sacct("-X", "--name", run_id, "-o", "ElapsedRaw,Start,End,State")
+        done = []
+        for row in rows:
+            if len(row) == 4 and row[3] == "COMPLETED":
+                began, ended = _sacct_time(row[1]), _sacct_time(row[2])
+                if began is not None and ended is not None:
+                    done.append((int(row[0]), began, ended))
+        if len(done) >= expected:
+            break
+        time.sleep(1)
+    return done
+
+
+def _foreign_jobs(run_id: str, start: datetime, end: datetime) -> int:
+    """Jobs not of this run that were running at some point between start and end."""
+    fmt = "%Y-%m-%dT%H:%M:%S"
+    rows = _sacct(
+        "-X", "-a", "-S", start.strftime(fmt), "-E", end.strftime(fmt),
+        "-o", "JobName,Start,End",
+    )  # fmt: skip
+    count = 0
+    for row in rows:
+        if len(row) != 3 or row[0] == run_id:
+            continue
+        began, ended = (_sacct_time(value) for value in row[1:])
+        if began is not None and began < end and (ended is None or ended > start):
+            count += 1
+    return count
+
+
+def _sacct_time(value: str) -> datetime | None:
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S")
+    except ValueError:  # Unknown, None: not started or not ended
+        return None
+
+
+def _stream(command: list[str], cwd: Path, timeout: float) -> tuple[int, list[tuple[float, str]]]:
+    """Run command; every output line with the seconds since start at which it arrived."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=_environment(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
+    timer = threading.Timer(timeout, process.kill)
+    timer.start()
+    lines: list[tuple[float, str]] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append((time.perf_counter() - start, line.rstrip("\n")))
+        code = process.wait()
+    finally:
+        timer.cancel()
+    lines.append((time.perf_counter() - start, ""))  # the end, as the last time stamp
+    return code, lines
+
+
+def run_once(plugin: str, settings: Settings) -> Run:
+    run = Run(plugin)
+    waited = wait_for_empty_queue()
+    if waited >= 1:
+        run.notes.append(f"waited {waited:.0f} s for an empty queue")
+    with tempfile.TemporaryDirectory(prefix=f"slurm-bench-{plugin}-") as tmp:
+        workdir = fresh_copy(Path(tmp))
+        started = datetime.now()
+        code, lines = _stream(_command(plugin, settings), workdir, settings.timeout)
+        ended = datetime.now()
+        run.wall = lines[-1][0]
+        start_line = next(((t, m) for t, s in lines if (m := _PLUGIN_START[plugin].match(s))), None)
+        run_id = start_line[1].group(1) if start_line else ""
+        submits = [t for t, text in lines if _SUBMITTED[plugin].match(text)]
+        if code != 0 or len(submits) != settings.n:
+            if run_id:  # a run killed on timeout leaves its jobs behind
+                subprocess.run(["scancel", "--name", run_id], capture_output=True)
+            errors = [s for _, s in lines if "rror" in s] or [s for _, s in lines if s]
+            run.error = (
+                f"exit {code}, {len(submits)} of {settings.n} jobs submitted: "
+                + (errors[-1] if errors else "(no output)")
+            )[:300]
+            print(f"{plugin} run failed; its output ends with:", file=sys.stderr)
+            print("\n".join(s for _, s in lines[-40:]), file=sys.stderr)
+            return run
+        run.first_submit, run.all_submitted = submits[0], submits[-1]
+        if start_line:
+            run.plugin_to_first = submits[0] - start_line[0]
+        if plugin == "frozen":
+            taken = next((t for t, s in lines if _SNAPSHOT_TAKEN.match(s)), None)
+            if start_line and taken is not None:
+                run.snapshot = taken - start_line[0]
+            enters = []
+            for log in (workdir / ".snakemake" / "frozen_logs").rglob("*.log"):
+                with log.open(errors="replace") as handle:
+                    match = _ENTER.match(handle.readline().strip())
+                if match:
+                    enters.append(float(match.group(1)))
+            if enters:
+                run.enter = statistics.mean(enters)
+        outputs = list((workdir / "results").glob("part*.txt"))
+        hosts = {p.read_text().split("\t")[1] for p in outputs}
+        if len(outputs) != settings.n:
+            run.error = f"only {len(outputs)} of {settings.n} outputs written"
+            return run
+        run.notes.append(f"jobs ran on {', '.join(sorted(hosts))}")
+    if run_id:
+        times = _job_times(run_id, settings.n)
+        if times:
+            run.job_on_node = statistics.mean(elapsed for elapsed, _, _ in times)
+            first_start = min(began for _, began, _ in times)
+            last_end = max(end for _, _, end in times)
+            run.cluster_span = (last_end - first_start).total_seconds()
+            # sacct's seconds are truncated: the job ended within the second after End.
+            run.end_lag = max(0.0, (ended - last_end).total_seconds() - 0.5)
+        run.foreign_jobs = _foreign_jobs(run_id, started, ended)
+    return run
+
+
+def run_all(settings: Settings, progress=print) -> dict[str, list[Run]]:
+    """Alternate the plugins, ``settings.runs`` times each; the stock plugin is skipped (and
+    its runs carry the reason) when it cannot run here."""
+    problem = stock_problem(settings)
+    runs: dict[str, list[Run]] = {plugin: [] for plugin in PLUGINS}
+    for i in range(settings.runs):
+        for plugin in PLUGINS:
+            if plugin == "stock" and problem:
+                runs[plugin].append(Run(plugin, error=problem))
+                continue
+            run = run_once(plugin, settings)
+            runs[plugin].append(run)
+            state = f"{run.wall:.1f} s" if run.ok else f"FAILED: {run.error}"
+            progress(f"slurm bench: run {i + 1}/{settings.runs} {plugin}: {state}")
+            if plugin == "stock" and not run.ok and i == 0:
+                # The first stock run failing is taken to be final: say why, don't retry.
+                problem = run.error
+    return runs
+
+
+def _median(runs: list[Run], name: str) -> float | None:
+    values = [getattr(r, name) for r in runs if r.ok and getattr(r, name) is not None]
+    return statistics.median(values) if values else None
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def table(runs: dict[str, list[Run]], settings: Settings) -> str:
+    stock, frozen = runs["stock"], runs["frozen"]
+    stock_ok = [r for r in stock if r.ok]
+    stock_error = "" if stock_ok else (stock[0].error if stock else "not run")
+    rows = [
+        ("total wall time", "wall"),
+        ("start → first job submitted", "first_submit"),
+        (f"start → all {settings.n} jobs submitted", "all_submitted"),
+        ("plugin start → first job submitted", "plugin_to_first"),
+        ("mean job time on its node (sacct)", "job_on_node"),
+        ("first job start → last job end (sacct)", "cluster_span"),
+        ("last job end → Snakemake done (status-check lag, `all`, exit)", "end_lag"),
+    ]
+    out = [
+        "| measure | stock `slurm` s | `frozen` s | frozen / stock |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, name in rows:
+        ours = _median(frozen, name)
+        theirs = _median(stock, name)
+        if stock_error:
+            theirs_cell, ratio = "did not run (below)", "—"
+        else:
+            theirs_cell = _seconds(theirs)
+            ratio = f"{ours / theirs:.2f}" if ours is not None and theirs else "—"
+        out.append(f"| {label} | {theirs_cell} | {_seconds(ours)} | {ratio} |")
+    wall = _median(frozen, "wall")
+    for label, name, share in (
+        ("frozen only: snapshot at start", "snapshot", "of its wall time"),
+        ("frozen only: node-side enter per job (mean)", "enter", "of its job time"),
+    ):
+        ours = _median(frozen, name)
+        whole = wall if name == "snapshot" else _median(frozen, "job_on_node")
+        note = f"n/a ({100 * ours / whole:.1f} % {share})" if ours is not None and whole else "—"
+        out.append(f"| {label} | n/a | {_seconds(ours)} | {note} |")
+    lines = ["\n".join(out), ""]
+    for plugin in PLUGINS:
+        done = [r for r in runs[plugin] if r.ok]
+        walls = ", ".join(f"{r.wall:.1f}" for r in done) or "none"
+        foreign = sum(r.foreign_jobs for r in done)
+        notes = sorted({note for r in done for note in r.notes})
+        failed = [r.error for r in runs[plugin] if not r.ok]
+        lines.append(
+            f"- {plugin}: {len(done)} of {len(runs[plugin])} runs ok, wall s: {walls}; "
+            f"other jobs on the cluster during the runs: {foreign}"
+            + (f"; {'; '.join(notes)}" if notes else "")
+            + (f"; failed: {failed[0]}" if failed and done else "")
+        )
+    if stock_error:
+        lines.append(f"- the stock plugin did not run: {stock_error}")
+    lines.append(
+        f"- both: {settings.n} jobs, --jobs {settings.jobs}, threads 1, mem_mb 100, runtime 5, "
+        f"partition {PARTITION}, --seconds-between-status-checks {settings.status_seconds}; "
+        f"stock also --slurm-init-seconds-before-status-checks {settings.init_seconds} "
+        "--slurm-no-account"
+    )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--n", type=int, default=20, help="jobs in the workflow")
+    parser.add_argument("--jobs", type=int, default=20, help="snakemake --jobs")
+    parser.add_argument("--stock-python", type=Path, default=Settings.stock_python)
+    args = parser.parse_args()
+    settings = Settings(runs=args.runs, n=args.n, jobs=args.jobs, stock_python=args.stock_python)
+    runs = run_all(settings, progress=lambda text: print(text, file=sys.stderr))
+    print(table(runs, settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
