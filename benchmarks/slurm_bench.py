@@ -69,6 +69,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from snapshot_bench import git
+
 HERE = Path(__file__).resolve().parent
 WORKFLOW = HERE / "workflow"
 STOCK_VENV = HERE / ".venv-stock"
@@ -163,21 +165,12 @@ def _environment() -> dict[str, str]:
     return env
 
 
-def _git(root: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.email=bench@example.org", "-c", "user.name=bench", *args],
-        cwd=root,
-        check=True,
-        capture_output=True,
-    )
-
-
 def fresh_copy(parent: Path) -> Path:
     target = parent / "workflow"
     shutil.copytree(WORKFLOW, target, ignore=shutil.ignore_patterns("results", ".snakemake"))
-    _git(target, "init", "-q")
-    _git(target, "add", "-A")
-    _git(target, "commit", "-q", "-m", "workflow")
+    git(target, "init", "-q")
+    git(target, "add", "-A")
+    git(target, "commit", "-q", "-m", "workflow")
     return target
 
 

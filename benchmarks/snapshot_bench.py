@@ -36,7 +36,8 @@ from pathlib import Path
 _SUFFIXES = [".py"] * 12 + [".yaml"] * 3 + [".smk", ".sh", ".toml", ".md", ".txt", ".json"]
 
 
-def _git(root: Path, *args: str) -> None:
+def git(root: Path, *args: str) -> None:
+    """git in `root`, with an identity so that commits work on a bare machine."""
     subprocess.run(
         ["git", "-c", "user.email=bench@example.org", "-c", "user.name=bench", *args],
         cwd=root,
@@ -108,9 +109,9 @@ def build_tree(root: Path, files: int = 5000, total_bytes: int = 40_000_000, see
     (root / ".gitignore").write_text(
         ".venv/\nresults/\n__pycache__/\n*.log\nconfig/local*\n.snakemake/\n"
     )
-    _git(root, "init", "-q")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "tree")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "tree")
 
     for i in range(untracked):
         path = root / "scratch" / f"u{i}.py"
