@@ -10,7 +10,6 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import count
-from pathlib import Path
 
 from snakemake_executor_plugin_frozen.slurm import commands, status
 from snakemake_executor_plugin_frozen.slurm.status import Outcome
@@ -65,8 +64,7 @@ class LocalBackend:
 
     def submit(self, spec: JobSpec) -> tuple[str, list[str]]:
         job_id = f"local{next(self.ids)}"
-        log = Path(str(spec.log_path).replace("%j", job_id))
-        with open(log, "wb") as out:
+        with open(spec.log_file(job_id), "wb") as out:
             self.processes[job_id] = subprocess.Popen(
                 ["bash", str(spec.script)],
                 cwd=spec.workdir,

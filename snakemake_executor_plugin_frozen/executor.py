@@ -1,5 +1,6 @@
 """Glue between Snakemake and the snapshot engine, the batch script and the SLURM backend."""
 
+import functools
 import os
 import shlex
 import shutil
@@ -75,7 +76,6 @@ class Executor(RemoteExecutor):
         longest = max(self.workflow.remote_execution_settings.seconds_between_status_checks, 0.5)
         self.poll_interval = PollInterval(initial=min(2.0, longest), maximum=longest)
         self.snapshot: PackResult | None = None
-        self.snapshot_files: frozenset[str] = frozenset()
         self.code_root = Path()
         self.checked_rules: set[str] = set()
         self.logger.info(
@@ -113,9 +113,6 @@ class Executor(RemoteExecutor):
                 f"frozen: {path} changed after this run started: the snapshot may hold a "
                 "version Snakemake did not parse; if that matters, stop and start the run again."
             )
-        self.snapshot_files = frozenset(
-            f["path"] for f in read_manifest(self.snapshot.manifest)["files"]
-        )
         s = self.snapshot
         self.logger.info(
             f"frozen: snapshot {s.id[:12]} of {self.code_root}: {s.files} files, "
@@ -124,6 +121,12 @@ class Executor(RemoteExecutor):
         )
         for warning in s.warnings:
             self.logger.warning(f"frozen: {warning}")
+
+    @functools.cached_property
+    def snapshot_files(self) -> frozenset[str]:
+        """The snapshot's paths, for the shell-command check: read only when a rule has one."""
+        assert self.snapshot is not None
+        return frozenset(f["path"] for f in read_manifest(self.snapshot.manifest)["files"])
 
     def in_copy(self, path: Path) -> str:
         """A live path inside the code root, as a node-side path in the extracted copy."""
@@ -230,7 +233,7 @@ class Executor(RemoteExecutor):
             return
         for warning in warnings:
             self.logger.warning(f"frozen: {label}: {warning}")
-        log = Path(str(spec.log_path).replace("%j", job_id))
+        log = spec.log_file(job_id)
         self.logger.info(f"Job {job.jobid} submitted as {job_id} (log: {log})")
         submitted = SubmittedJobInfo(job, external_jobid=job_id, aux={"log": log})
         self.unfinished[job_id] = submitted

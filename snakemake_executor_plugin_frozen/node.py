@@ -111,6 +111,11 @@ def user_directory(scratch: Path) -> Path:
     return directory
 
 
+def lock_of(copy: Path) -> Path:
+    """The lock serialising extraction, leases and removal of one extracted copy."""
+    return copy.with_name(f"{copy.name}.lock")
+
+
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     with open(path, "a") as handle:
@@ -169,7 +174,7 @@ def enter(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str
     copy = base / args.id
     leases = base / f"{args.id}.leases"
     jobs = base / "jobs"
-    with locked(base / f"{args.id}.lock"):
+    with locked(lock_of(copy)):
         for leftover in base.glob(f".{args.id}.*"):  # debris of a crashed extract or remove
             shutil.rmtree(leftover, ignore_errors=True)
         reused = copy.is_dir()
@@ -210,7 +215,7 @@ def leave(environ: Mapping[str, str]) -> None:
     lease = Path(environ["FROZEN_LEASE"])
     host = socket.gethostname()
     remove(Path(environ["FROZEN_JOB_DIR"]))
-    with locked(copy.with_name(f"{copy.name}.lock")):
+    with locked(lock_of(copy)):
         lease.unlink(missing_ok=True)
         if not prune_stale(lease.parent, host) and not environ.get("FROZEN_KEEP"):
             remove(copy)

@@ -69,9 +69,9 @@ def snakemake_sources(workflow: Any, jobs: Iterable[Any]) -> list[Path]:
         if path:
             files.add(path)
     for rule in workflow.rules:
-        script = rule.script or rule.notebook
-        if script and _local_path(script):
-            files.add(_rule_relative(_local_path(script), rule))
+        script = _local_path(rule.script or rule.notebook or "")
+        if script:
+            files.add(_rule_relative(script, rule))
     for job in jobs:
         spec = getattr(job, "conda_env_spec", None)
         if spec is not None and spec.is_file:

@@ -1,7 +1,9 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SCRIPT = REPO / "scripts" / "slurm-cluster"
 DEMO = REPO / "workflows" / "demo"
+SUBMITTED_RE = re.compile(r"^Job \d+ submitted as (\S+) \(log: (\S+)\)$", re.MULTILINE)
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +63,54 @@ def demo_copy(tmp_path: Path) -> Path:
     target = tmp_path / "demo"
     shutil.copytree(DEMO, target, ignore=shutil.ignore_patterns("results", ".snakemake"))
     return target
+
+
+class BackgroundRun:
+    """`python -m snakemake *args` in the background, its output going to a file we can watch.
+
+    Used as a context manager: on the way out a still running snakemake is killed and every
+    SLURM job it submitted is cancelled, so a failed test leaves no sleepers on the cluster."""
+
+    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.log = workdir.parent / "snakemake.log"
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "snakemake", *args],
+                cwd=workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def __enter__(self) -> "BackgroundRun":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        ids = [job_id for job_id, _ in self.submitted()]
+        if ids:
+            subprocess.run(["scancel", *ids], capture_output=True)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def submitted(self) -> list[tuple[str, Path]]:
+        """(job id, log path) of every "Job N submitted as <id> (log: ...)" line so far."""
+        return [(job_id, Path(log)) for job_id, log in SUBMITTED_RE.findall(self.output())]
+
+    def wait_for_submissions(self, count: int, timeout: float = 120) -> list[tuple[str, Path]]:
+        deadline = time.monotonic() + timeout
+        while len(jobs := self.submitted()) < count:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"fewer than {count} jobs submitted:\n{self.output()}")
+            time.sleep(0.2)
+        return jobs
+
+    def finish(self, timeout: float = 300) -> tuple[int, str]:
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"snakemake still runs after {timeout} s:\n{self.output()}")
+        return code, self.output()

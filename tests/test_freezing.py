@@ -7,12 +7,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import sysconfig
-import time
 from pathlib import Path
 
 import pytest
+from conftest import BackgroundRun
 
 from snakemake_executor_plugin_frozen.snapshot import read_manifest
 
@@ -50,37 +49,6 @@ def make_workflow(tmp_path: Path) -> Path:
     return workdir
 
 
-class Run:
-    """`snakemake` started in the background, its output going to a file we can watch."""
-
-    def __init__(self, workdir: Path, *args: str, env: dict[str, str]) -> None:
-        self.workdir = workdir
-        self.log = workdir.parent / "snakemake.log"
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "snakemake", "--jobs", "6", "--latency-wait", "10", *args],
-                cwd=workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait_for_submissions(self, count: int, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while self.output().count("submitted as") < count:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"fewer than {count} jobs submitted:\n{self.output()}")
-            time.sleep(0.2)
-
-    def finish(self, timeout: float = 300) -> str:
-        code = self.process.wait(timeout=timeout)
-        assert code == 0, self.output()
-        return self.output()
-
-
 def edit_code(workdir: Path) -> None:
     for name in CODE_FILES:
         path = workdir / name
@@ -106,10 +74,11 @@ def run_with_edit(
     else:
         env["PYTHONPATH"] = str(workdir / "src")
     try:
-        run = Run(workdir, *args, env=env)
-        run.wait_for_submissions(submitted_before_edit)
-        edit_code(workdir)
-        run.finish()
+        with BackgroundRun(workdir, "--jobs", "6", "--latency-wait", "10", *args, env=env) as run:
+            run.wait_for_submissions(submitted_before_edit)
+            edit_code(workdir)
+            code, output = run.finish()
+        assert code == 0, output
     finally:
         if editable_install:
             pth.unlink()

@@ -7,86 +7,29 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import BackgroundRun
 
 pytestmark = pytest.mark.slurm
 
 FAILING = Path(__file__).parent / "workflows" / "failing"
-SUBMITTED_RE = re.compile(r"^Job \d+ submitted as (\d+) \(log: (\S+)\)$", re.MULTILINE)
 # One "Error in rule <name>:" block of Snakemake's output: its message runs up to "jobid:".
 ERROR_RE = re.compile(r"^Error in rule (\w+):\n\s+message: (.*?)\n\s+jobid:", re.M | re.S)
 
 
-class Run:
-    """`snakemake --executor frozen` started in the background, its output going to a file.
+def start(workdir: Path, *args: str, env: dict[str, str] | None = None) -> BackgroundRun:
+    return BackgroundRun(
+        workdir, "--executor", "frozen", "--jobs", "6", "--latency-wait", "5", *args, env=env
+    )
 
-    Used as a context manager: on the way out a still running snakemake is killed and every
-    SLURM job it submitted is cancelled, so a failed test leaves no 300 s sleepers behind."""
 
-    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.workdir = workdir
-        self.log = workdir.parent / "snakemake.log"
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "snakemake",
-                    "--executor",
-                    "frozen",
-                    "--jobs",
-                    "6",
-                    "--latency-wait",
-                    "5",
-                    *args,
-                ],
-                cwd=workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def __enter__(self) -> "Run":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        ids = list(self.submitted().values())
-        if ids:
-            subprocess.run(["scancel", *(job_id for job_id, _ in ids)], capture_output=True)
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def submitted(self) -> dict[str, tuple[str, Path]]:
-        """{rule: (SLURM job id, log path)} from the "Job N submitted as <id>" lines."""
-        jobs = {}
-        for job_id, log in SUBMITTED_RE.findall(self.output()):
-            rule = Path(log).parent.name.removeprefix("rule_")
-            jobs[rule] = (job_id, Path(log))
-        return jobs
-
-    def wait_for_submissions(self, count: int, timeout: float = 90) -> dict[str, tuple[str, Path]]:
-        deadline = time.monotonic() + timeout
-        while len(jobs := self.submitted()) < count:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"fewer than {count} jobs submitted:\n{self.output()}")
-            time.sleep(0.2)
-        return jobs
-
-    def finish(self, timeout: float) -> tuple[int, str]:
-        try:
-            code = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"snakemake still runs after {timeout} s:\n{self.output()}")
-        return code, self.output()
+def by_rule(submissions: list[tuple[str, Path]]) -> dict[str, tuple[str, Path]]:
+    """{rule: (SLURM job id, log path)}; this workflow's rules have no wildcards."""
+    return {log.parent.name.removeprefix("rule_"): (job_id, log) for job_id, log in submissions}
 
 
 def copy_workflow(tmp_path: Path) -> Path:
@@ -102,7 +45,7 @@ def squeue_state(job_id: str) -> str:
     return result.stdout.strip()
 
 
-def wait_until_running(job_id: str, run: Run, timeout: float = 120) -> None:
+def wait_until_running(job_id: str, run: BackgroundRun, timeout: float = 120) -> None:
     """Until squeue shows the job RUNNING (other tests may hold the cluster's CPUs)."""
     deadline = time.monotonic() + timeout
     while (state := squeue_state(job_id)) != "RUNNING":
@@ -113,7 +56,7 @@ def wait_until_running(job_id: str, run: Run, timeout: float = 120) -> None:
         time.sleep(0.3)
 
 
-def wait_for_log_text(log: Path, text: str, run: Run, timeout: float = 60) -> None:
+def wait_for_log_text(log: Path, text: str, run: BackgroundRun, timeout: float = 60) -> None:
     """Until the job's SLURM log shows `text` (the rule's command runs once the node-side
     snakemake has started, a second or so after SLURM reports RUNNING)."""
     deadline = time.monotonic() + timeout
@@ -158,8 +101,8 @@ def test_failed_cancelled_and_timed_out_jobs_are_job_errors(tmp_path: Path) -> N
     """`fails` exits 3, `cancelled` is scancelled from outside while it runs, `too_long`
     (runtime=1 minute, sleeps 300 s) hits its time limit: three job errors in one run."""
     workdir = copy_workflow(tmp_path)
-    with Run(workdir, "--keep-going", "fails", "cancelled", "too_long") as run:
-        jobs = run.wait_for_submissions(3)
+    with start(workdir, "--keep-going", "fails", "cancelled", "too_long") as run:
+        jobs = by_rule(run.wait_for_submissions(3))
         assert set(jobs) == {"fails", "cancelled", "too_long"}, run.output()
         wait_until_running(jobs["too_long"][0], run)
         started = time.monotonic()
@@ -212,8 +155,8 @@ def test_failed_cancelled_and_timed_out_jobs_are_job_errors(tmp_path: Path) -> N
 
 def test_ctrl_c_cancels_running_slurm_jobs(tmp_path: Path) -> None:
     workdir = copy_workflow(tmp_path)
-    with Run(workdir, "interrupted") as run:
-        job_id, log = run.wait_for_submissions(1)["interrupted"]
+    with start(workdir, "interrupted") as run:
+        job_id, log = by_rule(run.wait_for_submissions(1))["interrupted"]
         wait_until_running(job_id, run)
         wait_for_log_text(log, "started", run)  # the rule's `sleep 300` runs
         run.process.send_signal(signal.SIGINT)
@@ -239,9 +182,9 @@ def refused_run(slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory) -
     `bad_extra` (slurm_extra sets --mem, which the executor manages). Asks for the cluster
     itself: a module fixture is set up before the function-scoped autouse one."""
     workdir = copy_workflow(tmp_path_factory.mktemp("refused"))
-    with Run(workdir, "--keep-going", "bad_partition", "bad_extra") as run:
+    with start(workdir, "--keep-going", "bad_partition", "bad_extra") as run:
         code, output = run.finish(timeout=120)
-        assert run.submitted() == {}, output
+        assert run.submitted() == [], output
     assert not (workdir / "out").exists()
     # A refused job fails the run, but as that job's error, not as a crash.
     assert code != 0, output
@@ -286,8 +229,8 @@ def test_ctrl_c_during_a_status_query_cancels_the_job(tmp_path: Path) -> None:
     env = shimmed_env(
         tmp_path, "sacct", f'touch "{in_flight}"; sleep 6; rm -f "{in_flight}"; exec {sacct} "$@"\n'
     )
-    with Run(workdir, "interrupted", env=env) as run:
-        job_id, log = run.wait_for_submissions(1)["interrupted"]
+    with start(workdir, "interrupted", env=env) as run:
+        job_id, log = by_rule(run.wait_for_submissions(1))["interrupted"]
         wait_until_running(job_id, run)
         wait_for_log_text(log, "started", run)
         deadline = time.monotonic() + 60
@@ -309,8 +252,8 @@ def test_failing_scancel_on_ctrl_c_is_reported_without_traceback(tmp_path: Path)
         'echo "scancel: error: Kill job error on job id $1: Access/permission denied" >&2\n'
         "exit 1\n",
     )
-    with Run(workdir, "interrupted", env=env) as run:
-        job_id, log = run.wait_for_submissions(1)["interrupted"]
+    with start(workdir, "interrupted", env=env) as run:
+        job_id, log = by_rule(run.wait_for_submissions(1))["interrupted"]
         wait_until_running(job_id, run)
         wait_for_log_text(log, "started", run)
         run.process.send_signal(signal.SIGINT)

@@ -67,6 +67,10 @@ class JobSpec:
     resources: Mapping[str, object]
     threads: int
 
+    def log_file(self, job_id: str) -> Path:
+        """The log of the submitted job `job_id` (what SLURM makes of %j)."""
+        return Path(str(self.log_path).replace("%j", job_id))
+
 
 @dataclass(frozen=True)
 class _Forbidden:
