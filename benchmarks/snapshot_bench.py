@@ -120,6 +120,8 @@ def build_tree(root: Path, files: int = 5000, total_bytes: int = 40_000_000, see
     for i in range(added_back):
         (root / "config" / f"local{i}.yaml").write_bytes(_text(rng, lines, 500))
     # Ignored noise, never selected: a virtualenv full of .py files, outputs, caches, logs.
+    (root / ".venv").mkdir()
+    (root / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
     for i in range(1500):
         path = root / ".venv" / "lib" / f"mod{i % 30}" / f"f{i}.py"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -35,12 +35,16 @@ from snakemake_executor_plugin_frozen.snapshot import (
     pack,
     read_manifest,
 )
+from snakemake_executor_plugin_frozen.snapshot.rules import compile_ignore
 from snakemake_executor_plugin_frozen.workflow_sources import (
     changed_since,
     code_root_for,
-    config_files_in_load_order,
+    job_config_files,
+    modules_imported_from,
     process_start_time,
+    runtime_cached_sources,
     snakemake_sources,
+    workflow_outputs,
 )
 
 STORE = Path(".snakemake/frozen/snapshots")
@@ -78,6 +82,7 @@ class Executor(RemoteExecutor):
         self.snapshot: PackResult | None = None
         self.code_root = Path()
         self.checked_rules: set[str] = set()
+        self.warned: set[tuple[str, str]] = set()  # (rule, warning): said once per rule
         self.logger.info(
             f"frozen: mode {self.settings.mode}, submit via {self.settings.submit}, "
             f"run {self.run_id}, logs in {self.logdir}"
@@ -98,11 +103,22 @@ class Executor(RemoteExecutor):
             max_size_mb=self.settings.max_size_mb,
             skip_size_check=self.settings.skip_size_check,
             extra_excluded_dirs=(self.logdir, store),
+            data=tuple(workflow_outputs(self.dag.jobs, self.workdir)),
         )
-        sources = snakemake_sources(self.workflow, self.dag.jobs)
+        sources = sorted(
+            {
+                *snakemake_sources(self.workflow, self.dag.jobs),
+                *runtime_cached_sources(self.workflow),
+            }
+        )
         try:
             self.snapshot = pack(
-                self.code_root, store, selection, explicit=sources, level=self.settings.level
+                self.code_root,
+                store,
+                selection,
+                explicit=sources,
+                level=self.settings.level,
+                allow_outside=True,
             )
         except SnapshotError as e:
             raise WorkflowError(f"frozen: cannot snapshot {self.code_root}: {e}") from e
@@ -121,16 +137,74 @@ class Executor(RemoteExecutor):
         )
         for warning in s.warnings:
             self.logger.warning(f"frozen: {warning}")
+        self.report_selection(sources)
+        self.warn_missing_modules()
+
+    def report_selection(self, sources: list[Path]) -> None:
+        """What the selection rules decided beyond git's view, so that a surprise shows."""
+        s = self.snapshot
+        assert s is not None
+        if s.added_back:
+            largest = sorted(s.added_back, key=lambda item: (-item[1], item[0]))[:3]
+            shown = ", ".join(f"{path} ({size / 1e3:.1f} kB)" for path, size in largest)
+            self.logger.info(
+                f"frozen: {len(s.added_back)} gitignored file(s) packed for their code suffix "
+                f"(largest: {shown}); leave some out with --frozen-exclude or .frozenignore"
+            )
+        if s.data_excluded:
+            self.logger.info(
+                f"frozen: {s.data_excluded} output, log or benchmark file(s) of the workflow "
+                "left out of the snapshot (data, not code)"
+            )
+        outside = [p for p in sources if not p.is_relative_to(self.code_root)]
+        if outside:
+            self.logger.info(
+                f"frozen: {len(outside)} workflow source(s) outside the code root packed too: "
+                + ", ".join(map(str, outside[:5]))
+                + (f" and {len(outside) - 5} more" if len(outside) > 5 else "")
+            )
+
+    def warn_missing_modules(self) -> None:
+        """A module Snakemake imported from the code root that the snapshot lacks: the jobs
+        would import the live file, or fail with ModuleNotFoundError on the node."""
+        manifest = self.manifest
+        files = self.snapshot_files
+        patterns = [*manifest["selection"].get("frozenignore", []), *self.settings.exclude]
+        for name, path in sorted(
+            modules_imported_from(self.code_root, sys.modules.values()).items()
+        ):
+            relative = path.relative_to(self.code_root).as_posix()
+            if relative in files:
+                continue
+            culprits = [
+                p for p in patterns if (spec := compile_ignore([p])) and spec.match_file(relative)
+            ]
+            why = (
+                f"left out by the pattern(s) {', '.join(map(repr, culprits))} "
+                "(--frozen-exclude or .frozenignore)"
+                if culprits
+                else "not selected (hard-excluded folder or ignored)"
+            )
+            self.logger.warning(
+                f"frozen: module {name} ({path}) was imported by the workflow but is not in "
+                f"the snapshot: {why}. Jobs will import the live file or fail; remove the "
+                "pattern or make sure the module is not needed by jobs."
+            )
+
+    @functools.cached_property
+    def manifest(self) -> dict:
+        assert self.snapshot is not None
+        return read_manifest(self.snapshot.manifest)
 
     @functools.cached_property
     def snapshot_files(self) -> frozenset[str]:
-        """The snapshot's paths, for the shell-command check: read only when a rule has one."""
-        assert self.snapshot is not None
-        return frozenset(f["path"] for f in read_manifest(self.snapshot.manifest)["files"])
+        """The snapshot's paths, relative to the code root."""
+        return frozenset(f["path"] for f in self.manifest["files"])
 
     def in_copy(self, path: Path) -> str:
-        """A live path inside the code root, as a node-side path in the extracted copy."""
-        return jobscript.frozen_path(path.resolve().relative_to(self.code_root).as_posix())
+        """A live source file as a node-side path in the extracted copy (a source outside
+        the code root lies above the copy of the code root, at the same relative place)."""
+        return jobscript.frozen_path(os.path.relpath(path.resolve(), self.code_root))
 
     def place_snapshot(self, rule_dir: Path) -> Path:
         """The run's archive and manifest beside the rule's logs; one pair per snapshot and
@@ -154,9 +228,12 @@ class Executor(RemoteExecutor):
 
     def get_python_executable(self) -> str:
         python = super().get_python_executable()
+        if not self.freezing:
+            return python
         # -P: `python -m snakemake` would put the live workdir first on sys.path, ahead of
-        # the frozen copy on PYTHONPATH.
-        return f"{shlex.quote(python)} -P" if self.freezing else python
+        # the frozen copy on PYTHONPATH. The job's log lists the reads of code-root files
+        # its Snakemake served from the snapshot (jobsite/sitecustomize.py).
+        return f"FROZEN_REPORT_READS=1 {shlex.quote(python)} -P"
 
     def get_snakefile(self) -> str:
         if not self.freezing:
@@ -169,11 +246,11 @@ class Executor(RemoteExecutor):
         # Each job its own source cache: Snakemake's shared one is keyed by absolute path and
         # would serve one snapshot's files to another.
         args = ['--runtime-source-cache-path "$FROZEN_JOB_DIR/source-cache"']
-        configs = config_files_in_load_order(self.workflow)
+        configs, replace = job_config_files(self.workflow)
         if configs:
-            # Config files are read relative to the live workdir; the frozen copies, given
-            # last, win, and --replace-workflow-config drops keys only the live file has.
+            # Given last, the frozen copies win over the live paths Snakemake passes.
             args.append("--configfiles " + " ".join(self.in_copy(c) for c in configs))
+        if replace:
             args.append("--replace-workflow-config")
         return " ".join(args)
 
@@ -186,6 +263,7 @@ class Executor(RemoteExecutor):
             archive_sha256=self.snapshot.archive_sha256,
             snapshot_id=self.snapshot.id,
             code_root=self.code_root,
+            prefix=self.snapshot.prefix,
             scratch=self.settings.scratch,
             keep_extracted=self.settings.keep_extracted,
         )
@@ -227,17 +305,35 @@ class Executor(RemoteExecutor):
         try:
             job_id, warnings = self.backend.submit(spec)
         except (SlurmSubmitError, SbatchError) as e:
-            self.report_job_error(
-                SubmittedJobInfo(job), msg=f"frozen: submitting {label} failed: {e}\n"
-            )
+            message = f"frozen: submitting {label} failed: {e}{self.threads_hint(job, e)}"
+            if job.is_group():
+                # Snakemake's error report of a group job drops the message.
+                self.logger.error(message)
+            self.report_job_error(SubmittedJobInfo(job), msg=message + "\n")
             return
         for warning in warnings:
-            self.logger.warning(f"frozen: {label}: {warning}")
+            if (job.name, warning) not in self.warned:
+                self.warned.add((job.name, warning))
+                self.logger.warning(
+                    f"frozen: {'group' if job.is_group() else 'rule'} {job.name}: {warning}"
+                )
         log = spec.log_file(job_id)
         self.logger.info(f"Job {job.jobid} submitted as {job_id} (log: {log})")
         submitted = SubmittedJobInfo(job, external_jobid=job_id, aux={"log": log})
         self.unfinished[job_id] = submitted
         self.report_job_submission(submitted)
+
+    @staticmethod
+    def threads_hint(job: JobExecutorInterface, error: Exception) -> str:
+        """sbatch refuses more CPUs per task than a node has; say how to ask for fewer."""
+        text = str(error)
+        if "node configuration is not available" not in text and "CPU count" not in text:
+            return ""
+        return (
+            f"\n    The job asks for {job.threads} thread(s) per task; if no node has that many "
+            "CPUs, cap them with --max-threads N, or per rule with --set-threads RULE=N "
+            "(or the cpus_per_task resource)."
+        )
 
     def warn_shell_leaks(self, job: JobExecutorInterface) -> None:
         """Code reached through a workdir-relative path in `shell:` comes from the live tree."""
@@ -250,7 +346,8 @@ class Executor(RemoteExecutor):
         for path in shell_leaks(shellcmd, self.workdir, self.code_root, self.snapshot_files):
             self.logger.warning(
                 f"frozen: rule {job.name}: its shell command names {path} relative to the "
-                "working directory, so the job would run the LIVE file, not the snapshot. "
+                "working directory, so the job would use the LIVE file, not the snapshot's "
+                "(only reads made by Python are served from the snapshot). "
                 f'Write "{{workflow.basedir}}/..." or "$FROZEN_DIR/..." instead.'
             )
 

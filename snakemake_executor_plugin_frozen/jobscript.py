@@ -18,6 +18,7 @@ class FrozenEntry:
     archive_sha256: str
     snapshot_id: str
     code_root: Path  # the live tree the snapshot was taken from
+    prefix: str  # the code root's folder inside the extracted copy ("" for its top)
     scratch: str  # template with {VAR} placeholders, resolved on the node
     keep_extracted: bool
 
@@ -39,28 +40,49 @@ def render(description: str, job_command: str, entry: FrozenEntry | None) -> str
         "set -euo pipefail",
     ]
     if entry is not None:
-        node = f"{shlex.quote(entry.python)} -P -m snakemake_executor_plugin_frozen.node"
-        enter = [
-            "enter",
-            "--archive", str(entry.archive),
-            "--sha256", entry.archive_sha256,
-            "--id", entry.snapshot_id,
-            "--code-root", str(entry.code_root),
-            "--scratch", entry.scratch,
-            *(["--keep"] if entry.keep_extracted else []),
-        ]  # fmt: skip
-        lines += [
-            # An assignment keeps `enter`'s exit status, so `set -e` stops a job whose
-            # snapshot cannot be verified or extracted; `eval "$(...)"` would hide it.
-            f'frozen_env="$({node} {shlex.join(enter)} --holder $$)"',
-            'eval "$frozen_env"',
-            # TERM/INT go through `exit` so that the EXIT trap releases the extracted copy.
-            # A cleanup error is logged by `leave` but must not fail a finished job, nor
-            # replace a failed job's own exit code.
-            f"frozen_leave() {{ {node} leave || true; }}",
-            "trap frozen_leave EXIT",
-            "trap 'exit 143' TERM",
-            "trap 'exit 130' INT",
-        ]
+        lines += _frozen_lines(entry)
     lines.append(job_command)
     return "\n".join(lines) + "\n"
+
+
+def _frozen_lines(entry: FrozenEntry) -> list[str]:
+    node = f"{shlex.quote(entry.python)} -P -m snakemake_executor_plugin_frozen.node"
+    snapshot = [
+        "--archive", str(entry.archive),
+        "--sha256", entry.archive_sha256,
+        "--id", entry.snapshot_id,
+        "--code-root", str(entry.code_root),
+        *(["--prefix", entry.prefix] if entry.prefix else []),
+        *(["--keep"] if entry.keep_extracted else []),
+    ]  # fmt: skip
+    enter = shlex.join(["enter", *snapshot, "--scratch", entry.scratch])
+    # The other nodes of a multi-node job get their own copy at the same path, so that
+    # ranks started there (srun, MPI) find what FROZEN_DIR and PYTHONPATH name.
+    every_node = (
+        'srun --nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" '
+        "--ntasks-per-node=1 --overlap --kill-on-bad-exit=1 --quiet"
+    )
+    multi_node = '[ "${SLURM_JOB_NUM_NODES:-1}" -gt 1 ]'
+    on_every_node = shlex.join(["enter", *snapshot])
+    return [
+        # An assignment keeps `enter`'s exit status, so `set -e` stops a job whose
+        # snapshot cannot be verified or extracted; `eval "$(...)"` would hide it.
+        f'frozen_env="$({node} {enter} --holder $$)"',
+        'eval "$frozen_env"',
+        # TERM/INT go through `exit` so that the EXIT trap releases the extracted copy.
+        # A cleanup error is logged by `leave` but must not fail a finished job, nor
+        # replace a failed job's own exit code.
+        "frozen_leave() {",
+        f"    if {multi_node}; then",
+        f'        {every_node} {node} leave --job-lease "$SLURM_JOB_ID" || true',
+        "    fi",
+        f"    {node} leave || true",
+        "}",
+        "trap frozen_leave EXIT",
+        "trap 'exit 143' TERM",
+        "trap 'exit 130' INT",
+        f"if {multi_node}; then",
+        f'    {every_node} {node} {on_every_node} --scratch-path "$FROZEN_SCRATCH" '
+        '--job-lease "$SLURM_JOB_ID"',
+        "fi",
+    ]

@@ -2,14 +2,22 @@
 snapshot, extracts it once per node and prints the shell exports that point the job at it;
 `leave` releases it and removes the copy when the node's last job using it has ended.
 
-Extracted copies live in `<scratch>/snakemake-frozen-<uid>/<id>/`. Every job holds a lease
-file (`<id>.leases/<host>.<pid>`) while it runs; a lease whose process is gone is stale, so a
+Extracted copies live in `<scratch>/snakemake-frozen-<uid>/<id>/`; the job runs from
+`<id>/<prefix>`, the copy of the code root (the prefix is empty unless the snapshot holds
+files from outside the code root, which then lie above it). Every job holds a lease file
+(`<id>.leases/<host>.<pid>`) while it runs; a lease whose process is gone is stale, so a
 job killed without running its EXIT trap does not pin the copy forever. The lock file
 `<id>.lock` serialises extraction, leasing and removal.
 
+A job spanning several nodes runs `enter --job-lease` on every node of its allocation
+(through `srun`, one task per node) after the first node's own `enter`: each node extracts
+its own copy at the same path, leased by the SLURM job id until `leave --job-lease`.
+
     python -P -m snakemake_executor_plugin_frozen.node enter --archive A --sha256 S --id ID \
-        --code-root LIVE --scratch TEMPLATE [--keep] --holder PID
-    python -P -m snakemake_executor_plugin_frozen.node leave
+        --code-root LIVE [--prefix P] --scratch TEMPLATE [--keep] --holder PID
+    python -P -m snakemake_executor_plugin_frozen.node enter ... --scratch-path DIR \
+        --job-lease JOBID
+    python -P -m snakemake_executor_plugin_frozen.node leave [--job-lease JOBID]
 """
 
 import argparse
@@ -28,6 +36,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Put first on every job's PYTHONPATH: holds the sitecustomize that every Python process of
+# the job runs.
+JOBSITE = Path(__file__).resolve().parent / "jobsite"
 
 
 class NodeError(Exception):
@@ -170,10 +181,13 @@ def enter(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str
 
     started = time.monotonic()
     host = socket.gethostname()
-    base = user_directory(resolve_scratch(args.scratch, environ))
+    scratch = (
+        Path(args.scratch_path) if args.scratch_path else resolve_scratch(args.scratch, environ)
+    )
+    base = user_directory(scratch)
     copy = base / args.id
     leases = base / f"{args.id}.leases"
-    jobs = base / "jobs"
+    lease = leases / lease_name(host, args.holder, args.job_lease)
     with locked(lock_of(copy)):
         for leftover in base.glob(f".{args.id}.*"):  # debris of a crashed extract or remove
             shutil.rmtree(leftover, ignore_errors=True)
@@ -184,42 +198,61 @@ def enter(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str
             except SnapshotError as e:
                 raise NodeError(f"snapshot {args.id} from {args.archive}: {e}") from e
         leases.mkdir(exist_ok=True)
-        (leases / f"{host}.{args.holder}").touch()
+        lease.touch()
+    frozen_dir = copy / args.prefix if args.prefix else copy
+    print(
+        f"frozen: snapshot {args.id} from {args.archive} "
+        f"{'reused' if reused else 'extracted'} at {frozen_dir} on {host} "
+        f"({time.monotonic() - started:.2f} s)",
+        file=sys.stderr,
+    )
+    if args.job_lease:
+        return {}  # another node of a multi-node job: the first node's exports hold
+    jobs = base / "jobs"
     jobs.mkdir(exist_ok=True)
     prune_stale(jobs, host)
     job_dir = jobs / f"{host}.{args.holder}"
     remove(job_dir)  # a dead job's, whose pid this job now has
     job_dir.mkdir()
-    print(
-        f"frozen: snapshot {args.id} from {args.archive} "
-        f"{'reused' if reused else 'extracted'} at {copy} on {host} "
-        f"({time.monotonic() - started:.2f} s)",
-        file=sys.stderr,
-    )
     pythonpath = frozen_pythonpath(
-        copy, Path(args.code_root), environ.get("PYTHONPATH", ""), sys.path
+        frozen_dir, Path(args.code_root), environ.get("PYTHONPATH", ""), sys.path
     )
     return {
-        "FROZEN_DIR": str(copy),
+        "FROZEN_DIR": str(frozen_dir),
+        "FROZEN_COPY": str(copy),
+        "FROZEN_SCRATCH": str(scratch),
         "FROZEN_SNAPSHOT": args.id,
         "FROZEN_CODE_ROOT": args.code_root,
         "FROZEN_JOB_DIR": str(job_dir),
-        "FROZEN_LEASE": str(leases / f"{host}.{args.holder}"),
+        "FROZEN_LEASE": str(lease),
         "FROZEN_KEEP": "1" if args.keep else "",
-        "PYTHONPATH": os.pathsep.join(pythonpath),
+        "FROZEN_PYTHONPATH": os.pathsep.join(e for e in pythonpath if Path(e).is_relative_to(copy)),
+        # The job-site folder first: its sitecustomize makes every Python process of the
+        # job import and read the snapshot's files (see jobsite/sitecustomize.py).
+        "PYTHONPATH": os.pathsep.join([str(JOBSITE), *pythonpath]),
     }
 
 
-def leave(environ: Mapping[str, str]) -> None:
-    copy = Path(environ["FROZEN_DIR"])
-    lease = Path(environ["FROZEN_LEASE"])
+def lease_name(host: str, holder: int | None, job_lease: str | None) -> str:
+    """`<host>.<pid>` for the job shell on the first node; `<host>.job<id>` on the other
+    nodes of a multi-node job, where no process of ours lives on to be checked."""
+    return f"{host}.job{job_lease}" if job_lease else f"{host}.{holder}"
+
+
+def leave(environ: Mapping[str, str], job_lease: str | None = None) -> None:
+    copy = Path(environ["FROZEN_COPY"])
     host = socket.gethostname()
-    remove(Path(environ["FROZEN_JOB_DIR"]))
+    if job_lease:
+        lease = copy.with_name(f"{copy.name}.leases") / lease_name(host, None, job_lease)
+    else:
+        lease = Path(environ["FROZEN_LEASE"])
+        remove(Path(environ["FROZEN_JOB_DIR"]))
     with locked(lock_of(copy)):
         lease.unlink(missing_ok=True)
         if not prune_stale(lease.parent, host) and not environ.get("FROZEN_KEEP"):
             remove(copy)
-            lease.parent.rmdir()
+            with contextlib.suppress(FileNotFoundError):
+                lease.parent.rmdir()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -230,17 +263,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     enter_parser.add_argument("--sha256", required=True)
     enter_parser.add_argument("--id", required=True)
     enter_parser.add_argument("--code-root", required=True)
-    enter_parser.add_argument("--scratch", default="")
+    enter_parser.add_argument("--prefix", default="", help="the code root's place in the copy")
+    enter_parser.add_argument("--scratch", default="", help="the frozen-scratch template")
+    enter_parser.add_argument("--scratch-path", default="", help="the scratch, resolved")
     enter_parser.add_argument("--keep", action="store_true")
-    enter_parser.add_argument("--holder", type=int, required=True, help="the job shell's pid")
-    commands.add_parser("leave", help="release the snapshot; remove it after the last job")
+    holder = enter_parser.add_mutually_exclusive_group(required=True)
+    holder.add_argument("--holder", type=int, help="the job shell's pid")
+    holder.add_argument("--job-lease", help="the SLURM job id (other nodes of a job)")
+    leave_parser = commands.add_parser(
+        "leave", help="release the snapshot; remove it after the last job"
+    )
+    leave_parser.add_argument("--job-lease", help="the SLURM job id (other nodes of a job)")
     args = parser.parse_args(argv)
     try:
         if args.command == "enter":
             for name, value in enter(args, os.environ).items():
                 print(f"export {name}={shlex.quote(value)}")
         else:
-            leave(os.environ)
+            leave(os.environ, args.job_lease)
     except (NodeError, OSError) as e:
         print(f"frozen: error: {e}", file=sys.stderr)
         return 1

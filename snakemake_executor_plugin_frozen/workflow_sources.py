@@ -6,6 +6,7 @@ These read Snakemake attributes outside the stable executor interface (`workflow
 """
 
 import os
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -83,6 +84,74 @@ def snakemake_sources(workflow: Any, jobs: Iterable[Any]) -> list[Path]:
                 files.update(stem + s for s in _CONDA_ENV_SIBLINGS if os.path.exists(stem + s))
     files.update(os.fspath(f) for f in config_files_in_load_order(workflow))
     return sorted(Path(f).resolve() for f in files)
+
+
+def runtime_cached_sources(workflow: Any) -> list[Path]:
+    """The local files Snakemake's main process read as workflow sources: Snakefiles,
+    includes, modules, scripts and `workflow.source_path()` targets. Its runtime source cache
+    holds a copy of each, under `file/<absolute path>`, whatever API reached it."""
+    try:
+        cache = Path(workflow.sourcecache.runtime_cache_path) / "file"
+    except (AttributeError, TypeError):
+        return []
+    found = []
+    for folder, _, names in os.walk(cache):
+        for name in names:
+            original = Path("/", Path(folder, name).relative_to(cache))
+            if original.is_file():
+                found.append(original)
+    return found
+
+
+def workflow_outputs(jobs: Iterable[Any], workdir: Path) -> list[Path]:
+    """Outputs, logs and benchmarks of the DAG's jobs (files and `directory()` folders):
+    data the workflow makes, never code, wherever they lie."""
+    paths: set[str] = set()
+    for job in jobs:
+        benchmark = getattr(job, "benchmark", None)
+        for path in (*job.output, *getattr(job, "log", ()), *([benchmark] if benchmark else [])):
+            paths.add(os.path.normpath(os.path.join(workdir, os.fspath(path))))
+    return sorted(Path(p) for p in paths)
+
+
+def job_config_files(workflow: Any) -> tuple[list[Path], bool]:
+    """The config files every job gets (as frozen copies, by --configfiles), and whether
+    the job needs --replace-workflow-config.
+
+    Jobs get all of them, directives first, with --replace-workflow-config: a `configfile:`
+    directive re-run in the job would read the live file, and a key deleted from the frozen
+    copy must not come back from it. When the user replaced the workflow's config
+    (--replace-workflow-config with config given on the command line), the main process
+    dropped the directives' files; so do the jobs, which get the command line's files only.
+    """
+    settings = getattr(workflow, "config_settings", None)
+    replaced = bool(
+        getattr(settings, "replace_workflow_config", False)
+        and getattr(settings, "overwrite_config", None)
+    )
+    if replaced:
+        files = [Path(f).resolve() for f in workflow.overwrite_configfiles or ()]
+        return list(dict.fromkeys(files)), True
+    files = config_files_in_load_order(workflow)
+    return files, bool(files)
+
+
+def modules_imported_from(root: Path, modules: Iterable[Any]) -> dict[str, Path]:
+    """Modules this process imported from files inside `root` (not from an environment
+    that lies there), by name: the code a job imports too."""
+    environments = {Path(p).resolve() for p in (sys.prefix, sys.exec_prefix, sys.base_prefix)}
+    found = {}
+    for module in list(modules):
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str) or not file.endswith(".py"):
+            continue
+        path = Path(file).resolve()
+        if not path.is_relative_to(root) or "site-packages" in path.parts:
+            continue
+        if any(path.is_relative_to(env) for env in environments):
+            continue
+        found[module.__name__] = path
+    return found
 
 
 def config_files_in_load_order(workflow: Any) -> list[Path]:

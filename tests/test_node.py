@@ -12,6 +12,7 @@ import pytest
 
 from snakemake_executor_plugin_frozen.jobscript import FrozenEntry, render
 from snakemake_executor_plugin_frozen.node import (
+    JOBSITE,
     NodeError,
     frozen_pythonpath,
     resolve_scratch,
@@ -184,7 +185,11 @@ def test_concurrent_jobs_extract_once_share_the_copy_and_the_last_removes_it(
     copy = Path(environments[0]["FROZEN_DIR"])
     assert copy == scratch / f"snakemake-frozen-{os.getuid()}" / result.id
     assert {e["FROZEN_DIR"] for e in environments} == {str(copy)}
-    assert environments[0]["PYTHONPATH"].split(":")[0] == str(copy)
+    # The job-site folder (the sitecustomize every Python process of the job runs), then
+    # the copy, ahead of anything live.
+    pythonpath = environments[0]["PYTHONPATH"].split(":")
+    assert pythonpath[:2] == [str(JOBSITE), str(copy)]
+    assert environments[0]["FROZEN_PYTHONPATH"] == str(copy)
     assert (copy / "pkg" / "__init__.py").read_text() == "V = 1\n"
     assert os.access(copy / "run.sh", os.X_OK)
     # Each job has its own directory (for its Snakemake source cache).
@@ -261,6 +266,7 @@ def batch_entry(code: Path, result: PackResult, tmp_path: Path) -> FrozenEntry:
         archive_sha256=result.archive_sha256,
         snapshot_id=result.id,
         code_root=code,
+        prefix=result.prefix,
         scratch=str(tmp_path / "scratch"),
         keep_extracted=False,
     )

@@ -60,7 +60,7 @@ def test_minimal_command_line_order_and_warnings():
         "/w/.snakemake/frozen/job-1.sh",
     ]
     assert len(warnings) == 2
-    assert "runtime" in warnings[0] and LABEL in warnings[0]
+    assert "runtime" in warnings[0] and LABEL not in warnings[0]
     assert "mem_mb" in warnings[1]
 
 

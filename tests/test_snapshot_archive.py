@@ -17,6 +17,7 @@ from test_snapshot_helpers import MANIFEST, git, make_repo, members, pack_tree, 
 
 from snakemake_executor_plugin_frozen.snapshot import SnapshotError, extract, read_manifest
 from snakemake_executor_plugin_frozen.snapshot.archive import _header
+from snakemake_executor_plugin_frozen.snapshot.entries import FILE, Entry, archive_prefix
 
 LONG = "deeply/" * 12 + "nested_module_with_a_rather_long_name_beyond_one_hundred_bytes.py"
 
@@ -226,3 +227,92 @@ def test_fast_headers_are_tarfile_ustar_headers(
     info.mtime, info.uname, info.gname = 0, "", ""
     expected = info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
     assert _header(name, size, mode, kind, link) == expected
+
+
+@pytest.fixture
+def nested(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A code root a/b/nest/subdir whose workflow names a/b/resources/ files by '../../'."""
+    root = make_repo(tmp_path / "a/b/nest/subdir", {"Snakefile": "rule all:\n", "s/x.py": "x"})
+    write(tmp_path, "a/b/resources/test.txt", "outside\n")
+    write(tmp_path, "a/b/resources/v2.yaml", "v: 2\n", mode=0o755)
+    os.symlink("v2.yaml", tmp_path / "a/b/resources/current.yaml")
+    monkeypatch.chdir(root)
+    return root
+
+
+OUTSIDE = [Path("../../resources/test.txt"), Path("../../resources/current.yaml")]
+
+
+def test_outside_files_lie_beside_the_code_root_in_the_archive(
+    nested: Path, tmp_path: Path
+) -> None:
+    result = pack_tree(nested, explicit=OUTSIDE, allow_outside=True)
+    assert result.prefix == "nest/subdir"
+    assert [i.name for i in members(result.archive)] == [
+        MANIFEST,
+        "resources/current.yaml",
+        "resources/test.txt",
+        "nest/subdir/Snakefile",
+        "nest/subdir/s/x.py",
+    ]
+    manifest = read_manifest(result.manifest)
+    assert manifest["code_root_in_archive"] == "nest/subdir"
+    assert manifest["selection"]["explicit"] == [str(p) for p in sorted(OUTSIDE)]
+    records = {f["path"]: f for f in manifest["files"]}
+    resources = tmp_path.resolve() / "a/b/resources"
+    assert records["../../resources/test.txt"]["original"] == str(resources / "test.txt")
+    linked = records["../../resources/current.yaml"]
+    assert linked["type"] == "file" and linked["mode"] == "755"  # the link is followed
+    assert linked["original"] == str(resources / "current.yaml")
+    assert linked["link_to"] == str(resources / "v2.yaml")
+    assert "original" not in records["Snakefile"]
+
+    out = tmp_path / "node" / "C"
+    extract(result.archive, out, result.archive_sha256)
+    code = out / result.prefix
+    assert (code / "../../resources/test.txt").read_bytes() == b"outside\n"
+    assert not (code / "../../resources/current.yaml").is_symlink()
+    assert (code / "Snakefile").read_text() == "rule all:\n"
+    assert read_manifest(out)["id"] == result.id
+
+
+def test_without_outside_files_there_is_no_prefix(nested: Path) -> None:
+    plain = pack_tree(nested)
+    assert plain.prefix == "" and read_manifest(plain.manifest)["code_root_in_archive"] == ""
+    assert [i.name for i in members(plain.archive)][1:] == ["Snakefile", "s/x.py"]
+    with_outside = pack_tree(nested, explicit=OUTSIDE[:1], allow_outside=True)
+    assert with_outside.id != plain.id
+
+
+def test_the_prefix_is_part_of_the_id(nested: Path, tmp_path: Path) -> None:
+    # The same code and outside file, but the code root's folders have other names: the
+    # archives differ (other/subdir/...), so the ids must too.
+    first = pack_tree(nested, explicit=OUTSIDE[:1], allow_outside=True)
+    other = tmp_path / "a/b/other/subdir"
+    git(tmp_path, "clone", "-q", str(nested), str(other))
+    second = pack_tree(other, explicit=[other / OUTSIDE[0]], allow_outside=True)
+    assert second.prefix == "other/subdir"
+    assert second.id != first.id
+
+
+@pytest.mark.parametrize(
+    ("named", "allow_outside", "error"),
+    [
+        ("../../resources/test.txt", False, r"test\.txt lies outside the code root"),
+        ("../../resources", True, r"resources, outside the code root .*, is not a regular file"),
+        ("../../.frozen/x.yaml", True, r"would store \.\./\.\./\.frozen/x\.yaml in \.frozen/"),
+    ],
+)
+def test_outside_files_that_cannot_be_packed_are_refused(
+    nested: Path, named: str, allow_outside: bool, error: str
+) -> None:
+    write(nested.parent.parent, ".frozen/x.yaml")  # beside the prefix: where the manifest goes
+    with pytest.raises(SnapshotError, match=error):
+        pack_tree(nested, explicit=[Path(named)], allow_outside=allow_outside)
+
+
+def test_a_prefix_needs_as_many_folders_above_the_root() -> None:
+    entry = Entry("../../x.yaml", FILE, 1, False, "", "/x.yaml", (1, 0, 0, 1), "")
+    assert archive_prefix("/a/b", [entry]) == "a/b"
+    with pytest.raises(SnapshotError, match=r"needs 2 folders above the code root /a, .* only 1"):
+        archive_prefix("/a", [entry])

@@ -71,8 +71,10 @@ def pack_tree(root: Path, store: Path | None = None, **kwargs) -> PackResult:
     """``pack`` with the default store inside the tree (so its exclusion is exercised)."""
     explicit = kwargs.pop("explicit", ())
     level = kwargs.pop("level", 3)
+    allow_outside = kwargs.pop("allow_outside", False)
     store = store or root / ".snakemake" / "frozen" / "snapshots"
-    return pack(root, store, SelectionSettings(**kwargs), explicit=explicit, level=level)
+    settings = SelectionSettings(**kwargs)
+    return pack(root, store, settings, explicit=explicit, level=level, allow_outside=allow_outside)
 
 
 def packed(result: PackResult) -> set[str]:

@@ -70,6 +70,15 @@ def test_same_id_in_a_fresh_clone_elsewhere_whatever_the_level(repo: Path, tmp_p
     assert again.created and again.archive_sha256 != first.archive_sha256
 
 
+def test_the_id_encoding_is_stable(tmp_path: Path) -> None:
+    # Pinned: a change of the encoding would make every stored snapshot unreachable.
+    write(tmp_path / "plain", "Snakefile", "rule a:\n")
+    write(tmp_path / "plain", "s/x.py", "x = 1\n")
+    write(tmp_path / "plain", "s/run.sh", "#!/bin/sh\n", mode=0o755)
+    result = pack_tree(tmp_path / "plain")
+    assert result.id == "49d6335dd59ec3096fad519c436caf6d62932737a1d544e18e5d8d567124792e"
+
+
 def test_id_ignores_the_order_of_the_walk() -> None:
     entries = [
         Entry(f"f{i}", FILE, 1, i % 2 == 0, "", f"/x/f{i}", (1, 0, 0, i), "") for i in range(20)

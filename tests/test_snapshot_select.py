@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from test_snapshot_helpers import git, make_repo, pack_tree, packed, write
 
-from snakemake_executor_plugin_frozen.snapshot import SnapshotError
+from snakemake_executor_plugin_frozen.snapshot import SnapshotError, read_manifest
+from snakemake_executor_plugin_frozen.snapshot.store import CACHEDIR_SIGNATURE
 
 
 def test_tracked_file_matching_a_gitignore_pattern_is_packed(tmp_path: Path) -> None:
@@ -48,12 +49,81 @@ def test_gitignored_code_files_are_added_back_other_ignored_files_are_not(tmp_pa
     assert any("conf/secret.yaml" in w and "credentials" in w for w in result.warnings)
 
 
-def test_code_files_inside_an_ignored_folder_are_not_added_back(tmp_path: Path) -> None:
-    root = make_repo(tmp_path / "repo", {"a.py": "a"}, ignore=".venv/\nbuild\nnode_modules/\n")
-    write(root, ".venv/lib/python3.11/site-packages/pkg/mod.py")
-    write(root, "build/lib/pkg/generated.py")
-    write(root, "web/node_modules/x/setup.sh")
-    assert packed(pack_tree(root)) == {".gitignore", "a.py"}
+@pytest.fixture(params=["git", "walk"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Discovery by git, or by our own walk (a plain folder)."""
+    return request.param
+
+
+def _ignoring_tree(root: Path, mode: str, ignore: str, files: dict[str, str | bytes]) -> Path:
+    """``files`` beside a committed ``a.py`` and a .gitignore, in git or a plain folder."""
+    if mode == "git":
+        make_repo(root, {"a.py": "a"}, ignore=ignore)
+    else:
+        write(root, "a.py", "a")
+        write(root, ".gitignore", ignore)
+    for rel, content in files.items():
+        write(root, rel, content)
+    return root
+
+
+# Code-suffixed files in environments, caches and repositories inside ignored folders.
+NOT_CODE = {
+    ".venv/pyvenv.cfg": "home = /usr/bin\n",
+    ".venv/lib/python3.11/site-packages/pkg/mod.py": "m",
+    "build/conda/conda-meta/history": "",
+    "build/conda/lib/python3.11/site.py": "s",
+    "build/__pycache__/helper.py": "p",
+    "build/web/node_modules/x/setup.sh": "n",
+    "build/.tox/py311/lib/t.py": "t",
+    "build/.nox/tests/n.py": "n",
+    "build/.mypy_cache/3.11/m.py": "m",
+    "build/.pytest_cache/v/cache/x.yaml": "x",
+    "build/.ruff_cache/0.5/r.toml": "r",
+    "build/cache/CACHEDIR.TAG": CACHEDIR_SIGNATURE + b"\n",
+    "build/cache/c.py": "c",
+    "build/clone/.git/HEAD": "ref: refs/heads/main\n",
+    "build/clone/c.py": "c",
+}
+
+
+def test_code_files_inside_ignored_folders_are_added_back_but_not_from_envs_and_caches(
+    tmp_path: Path, mode: str
+) -> None:
+    files = {
+        **NOT_CODE,
+        "gen/helper.py": "def helper(): ...\n",
+        "gen/sub/x.yaml": "x: 1\n",
+        "gen/data.bin": b"\0" * 100,
+        "build/lib/pkg/generated.py": "g = 1\n",
+        "build/fake/CACHEDIR.TAG": "not a cache tag\n",  # without the signature: no tag
+        "build/fake/f.py": "f",
+    }
+    root = _ignoring_tree(tmp_path / "repo", mode, ".venv/\nbuild\ngen/\n", files)
+    result = pack_tree(root)
+    assert packed(result) == {
+        ".gitignore",
+        "a.py",
+        "build/fake/f.py",
+        "build/lib/pkg/generated.py",
+        "gen/helper.py",
+        "gen/sub/x.yaml",
+    }
+    assert result.added_back == (
+        ("build/fake/f.py", 1),
+        ("build/lib/pkg/generated.py", 6),
+        ("gen/helper.py", 18),
+        ("gen/sub/x.yaml", 5),
+    )
+
+
+def test_environments_and_caches_stay_out_even_when_not_ignored(
+    tmp_path: Path, mode: str
+) -> None:
+    """A workflow without a .gitignore for its venv or caches: still not code."""
+    envs_and_caches = {p: c for p, c in NOT_CODE.items() if "/clone/" not in p}
+    root = _ignoring_tree(tmp_path / "repo", mode, "", envs_and_caches)
+    assert packed(pack_tree(root)) - {".gitignore"} == {"a.py"}
 
 
 def test_hard_excluded_folders_win_over_everything(tmp_path: Path) -> None:
@@ -94,14 +164,15 @@ def test_outside_git_every_file_not_matched_by_nested_gitignores(tmp_path: Path)
     root = tmp_path / "plain"
     write(root, ".gitignore", "*.log\nbuild/\nlocal_*.py\n")
     write(root, "sub/.gitignore", "*.csv\n!keep.csv\n")
-    files = ["a.py", "run.log", "build/gen.py", "local_cfg.py", "sub/d.csv", "sub/keep.csv"]
-    for rel in [*files, "sub/x.txt", ".git/config", "outputs/o.py"]:
+    files = ["a.py", "run.log", "build/gen.py", "build/gen.txt", "local_cfg.py", "sub/d.csv"]
+    for rel in [*files, "sub/keep.csv", "sub/x.txt", ".git/config", "outputs/o.py"]:
         write(root, rel)
     result = pack_tree(root)
     assert packed(result) == {
         ".gitignore",
         "sub/.gitignore",
         "a.py",
+        "build/gen.py",  # inside an ignored folder: added back
         "local_cfg.py",  # ignored one by one: added back
         "sub/keep.csv",
         "sub/x.txt",
@@ -253,3 +324,62 @@ def test_a_root_that_its_enclosing_repository_ignores_is_selected_as_a_plain_fol
     result = pack_tree(root)
     assert packed(result) == {".gitignore", "Snakefile", "data.csv", "lib/helpers.py"}
     assert any("ignored by the git repository around it" in w for w in result.warnings)
+
+
+def test_outputs_logs_and_benchmarks_are_data_but_explicit_files_win(
+    tmp_path: Path, mode: str
+) -> None:
+    files = {
+        "scripts/run.py": "r",
+        "scripts/made.py": "written by a rule",
+        "config/config.yaml": "written by a rule, parsed by the main process",
+        "logs/a.log": "log",
+        "results/summary.yaml": "s",  # ignored code: added back if it were not data
+        "results/plots/p.py": "p",
+        "results/keep.py": "k",
+    }
+    root = _ignoring_tree(tmp_path / "repo", mode, "results/\n", files)
+    data = (
+        root / "scripts/made.py",
+        root / "config/config.yaml",
+        root / "logs",
+        root / "results/summary.yaml",
+        root / "results/plots",
+        root / "benchmarks/a.tsv",  # not made yet
+        tmp_path / "elsewhere/out.py",  # outside the root: ignored
+    )
+    result = pack_tree(root, data=data, explicit=[root / "config/config.yaml"])
+    assert packed(result) == {
+        ".gitignore",
+        "a.py",
+        "scripts/run.py",
+        "config/config.yaml",
+        "results/keep.py",
+    }
+    selection = read_manifest(result.manifest)["selection"]
+    # logs/ is walked by git (it is not ignored), not by us; results/plots/ by neither.
+    left_out = ["results/plots/", "results/summary.yaml", "scripts/made.py"]
+    left_out += ["logs/a.log"] if mode == "git" else ["logs/"]
+    assert selection["data_excluded_paths"] == sorted(left_out)
+    assert selection["data_excluded"] == result.data_excluded == 4
+    assert selection["explicit"] == ["config/config.yaml"]
+
+
+def test_a_rerun_with_its_outputs_as_data_has_the_first_runs_id(tmp_path: Path, mode: str) -> None:
+    root = _ignoring_tree(tmp_path / "repo", mode, "*.log\n", {"Snakefile": "rule a:\n"})
+    first = pack_tree(root)
+    outputs = {
+        "results/a.txt": "a",
+        "results/b.yaml": "b: 1\n",
+        "results/tables/t.py": "t",  # inside a directory() output
+        "logs/a.log": "log",
+        "benchmarks/a.tsv": "s\t1\n",
+    }
+    for rel, content in outputs.items():
+        write(root, rel, content)
+    assert pack_tree(root).id != first.id  # the outputs would be packed otherwise
+    data = [root / rel for rel in outputs if not rel.startswith("results/tables/")]
+    again = pack_tree(root, data=(*data, root / "results/tables"))
+    assert again.id == first.id
+    assert not again.created
+    assert again.data_excluded == 4  # logs/a.log is ignored: never a candidate

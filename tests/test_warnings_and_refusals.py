@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import run_snakemake
 
 from snakemake_executor_plugin_frozen.jobscript import frozen_path
@@ -90,3 +91,45 @@ def test_without_sbatch_the_run_stops_at_once_saying_what_to_do(tmp_path: Path) 
     assert "sbatch was not found on PATH" in result.stderr
     assert "--frozen-submit local" in result.stderr
     assert not (workdir / ".snakemake" / "frozen_logs").exists()
+
+
+@pytest.mark.slurm
+def test_submission_warnings_once_per_rule_and_refusals_that_say_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """Three jobs of one rule without runtime/mem_mb: one warning of each kind for the rule.
+    A job with more threads than a node has CPUs, alone and in a group: sbatch's refusal is
+    shown (for the group too, whose error Snakemake reports without a message), with the way
+    to ask for fewer threads, and no claim of attempts that were never made."""
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    (workdir / "Snakefile").write_text(
+        "rule all:\n"
+        "    input: expand('{n}.txt', n=[1, 2, 3]), 'big.txt', 'grouped.txt'\n"
+        "rule small:\n"
+        "    output: '{n}.txt'\n"
+        "    shell: 'touch {output}'\n"
+        "rule big:\n"
+        "    output: 'big.txt'\n"
+        "    threads: 64\n"
+        "    shell: 'touch {output}'\n"
+        "rule grouped:\n"
+        "    output: 'grouped.txt'\n"
+        "    group: 'g'\n"
+        "    threads: 64\n"
+        "    shell: 'touch {output}'\n"
+    )
+    result = run_snakemake(
+        workdir, "--executor", "frozen", "-j4", "--keep-going", "--max-threads", "64", check=False
+    )
+    assert result.returncode != 0
+    log = result.stdout + result.stderr
+    runtime = [line for line in log.splitlines() if "no 'runtime' resource" in line]
+    assert sum("rule small:" in line for line in runtime) == 1, runtime
+    assert all(line.count("rule small") <= 1 for line in runtime), runtime
+    assert all((workdir / f"{n}.txt").exists() for n in (1, 2, 3))
+    refusals = [line for line in log.splitlines() if "frozen: submitting" in line]
+    assert any("rule big" in line for line in refusals), log
+    assert any("group g" in line for line in refusals), log
+    assert "--max-threads" in log and "--set-threads" in log
+    assert "attempt 1 of" not in log

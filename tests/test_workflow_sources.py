@@ -4,6 +4,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from snakemake_interface_common.exceptions import WorkflowError
@@ -11,7 +12,10 @@ from snakemake_interface_common.exceptions import WorkflowError
 from snakemake_executor_plugin_frozen.workflow_sources import (
     changed_since,
     code_root_for,
+    job_config_files,
+    modules_imported_from,
     process_start_time,
+    workflow_outputs,
 )
 
 
@@ -65,3 +69,66 @@ def test_files_edited_after_the_run_started_are_reported(tmp_path: Path) -> None
     os.utime(skewed, (started + 3600, started + 3600))  # a file server's clock ahead
     assert changed_since([old, new, gone, skewed], started) == [new, gone]
     assert changed_since([old, new], None) == []
+
+
+def workflow(directives, cli, replace=False, overwrite=None):
+    return SimpleNamespace(
+        configfiles=[*directives, *cli],
+        overwrite_configfiles=cli,
+        config_settings=SimpleNamespace(
+            replace_workflow_config=replace, overwrite_config=overwrite or {}
+        ),
+    )
+
+
+def test_jobs_get_every_config_file_directives_first_and_replace(tmp_path: Path) -> None:
+    wf, cli = tmp_path / "wf.yaml", tmp_path / "cli.yaml"
+    assert job_config_files(workflow([wf], [cli], overwrite={"k": 1})) == ([wf, cli], True)
+    assert job_config_files(workflow([wf], [])) == ([wf], True)
+    assert job_config_files(workflow([], [])) == ([], False)
+
+
+def test_a_replaced_workflow_config_stays_replaced_in_jobs(tmp_path: Path) -> None:
+    """--replace-workflow-config with --configfile: the main process dropped wf.yaml."""
+    wf, cli = tmp_path / "wf.yaml", tmp_path / "cli.yaml"
+    replaced = workflow([wf], [cli], replace=True, overwrite={"k": 1})
+    assert job_config_files(replaced) == ([cli], True)
+    # With only --config on the command line the jobs get no file, but still replace.
+    only_config = workflow([wf], [], replace=True, overwrite={"k": 1})
+    assert job_config_files(only_config) == ([], True)
+    # Without any config on the command line, Snakemake replaces nothing.
+    assert job_config_files(workflow([wf], [], replace=True)) == ([wf], True)
+
+
+def test_outputs_logs_and_benchmarks_are_data(tmp_path: Path) -> None:
+    jobs = [
+        SimpleNamespace(output=["results/a.txt", "/abs/b.txt"], log=["logs/a.log"], benchmark=None),
+        SimpleNamespace(output=["results/dir"], log=[], benchmark="bench/a.tsv"),
+    ]
+    assert workflow_outputs(jobs, tmp_path) == sorted(
+        [
+            tmp_path / "results/a.txt",
+            Path("/abs/b.txt"),
+            tmp_path / "logs/a.log",
+            tmp_path / "results/dir",
+            tmp_path / "bench/a.tsv",
+        ]
+    )
+
+
+def test_modules_imported_from_the_code_root_but_not_from_environments(tmp_path: Path) -> None:
+    root = tmp_path / "wf"
+    (root / "lib").mkdir(parents=True)
+    (root / "lib" / "mymod.py").write_text("")
+    site = root / ".venv" / "lib" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "dep.py").write_text("")
+    modules = [
+        SimpleNamespace(__name__="mymod", __file__=str(root / "lib" / "mymod.py")),
+        SimpleNamespace(__name__="dep", __file__=str(site / "dep.py")),
+        SimpleNamespace(__name__="os", __file__=os.__file__),
+        SimpleNamespace(__name__="builtin_like"),
+    ]
+    assert modules_imported_from(root.resolve(), modules) == {
+        "mymod": (root / "lib" / "mymod.py").resolve()
+    }

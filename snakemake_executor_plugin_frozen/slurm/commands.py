@@ -149,8 +149,10 @@ def run_sbatch(
     result, attempt = _run_retrying_sync(argv, timeout, attempts, retry_delay)
     call = shlex.join(argv)
     if result.returncode != 0:
+        # Only retried (transient) failures say how often they were tried.
+        tries = f", {attempt} attempts" if attempt > 1 else ""
         raise SbatchError(
-            f"sbatch failed (exit {result.returncode}, attempt {attempt} of {max(attempts, 1)}): "
+            f"sbatch failed (exit {result.returncode}{tries}): "
             f"{result.stderr.strip() or result.stdout.strip()}\n    sbatch call: {call}"
         )
     try:

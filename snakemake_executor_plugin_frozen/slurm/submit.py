@@ -292,7 +292,8 @@ def _cpu_args(res: Mapping[str, object], threads: int, job_label: str, gpu_job: 
 def build_sbatch_argv(
     spec: JobSpec, settings: SubmitSettings | None = None
 ) -> tuple[list[str], list[str]]:
-    """Return ``(argv, warnings)`` for submitting ``spec.script`` with ``sbatch``.
+    """Return ``(argv, warnings)`` for submitting ``spec.script`` with ``sbatch``; the
+    warnings concern the job's rule (the caller says which, once per rule).
 
     Raises ``SlurmSubmitError`` naming the resource and the job for invalid input.
     """
@@ -326,7 +327,7 @@ def build_sbatch_argv(
         argv += ["-t", _runtime(runtime, label)]
     else:
         warnings.append(
-            f"{label}: no 'runtime' resource (minutes); the partition's default time limit "
+            "no 'runtime' resource (minutes); the partition's default time limit "
             "applies. Set it in the rule or with --default-resources."
         )
     # Unlike most resources, an empty constraint/qos is passed on (clears a default).
@@ -343,7 +344,7 @@ def build_sbatch_argv(
         argv += ["--mem", str(_int(mem, "mem_mb", label, minimum=1))]
     else:
         warnings.append(
-            f"{label}: no 'mem_mb' or 'mem_mb_per_cpu' resource; the cluster's default "
+            "no 'mem_mb' or 'mem_mb_per_cpu' resource; the cluster's default "
             "memory applies. Set it in the rule or with --default-resources."
         )
     if _is_set(nodes := res.get("nodes")):

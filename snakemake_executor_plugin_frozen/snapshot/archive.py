@@ -17,6 +17,7 @@ exist, in a private folder that only becomes the destination when everything pas
 from __future__ import annotations
 
 import os
+import posixpath
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from .entries import Entry
 from .hashing import CHUNK, file_sha256, read_verified
 from .model import SnapshotError
-from .rules import is_within
+from .rules import is_within, leaves
 
 if TYPE_CHECKING:
     import tarfile
@@ -118,9 +119,13 @@ class _HashingSink:
 
 
 class ArchiveWriter:
-    """Writes one archive to ``path`` (a new file); ``close`` returns its sha256 and size."""
+    """Writes one archive to ``path`` (a new file); ``close`` returns its sha256 and size.
 
-    def __init__(self, path: Path, level: int) -> None:
+    Entries are stored under ``prefix`` (``entries.archive_prefix``), the manifest never.
+    """
+
+    def __init__(self, path: Path, level: int, prefix: str = "") -> None:
+        self._prefix = prefix
         self._raw = open(path, "xb")  # noqa: SIM115 -- closed by close()/abort()
         self._sink = _HashingSink(self._raw)
         self._zst = _zstd().ZstdFile(self._sink, "w", options=compression_options(level))
@@ -134,6 +139,12 @@ class ArchiveWriter:
         if len(self._buffer) >= CHUNK:
             self._zst.write(self._buffer)
             self._buffer.clear()
+
+    def _name(self, entry: Entry) -> str:
+        if not self._prefix:
+            return entry.path
+        # An outside file's leading '..' fold into the prefix: no member holds '..'.
+        return posixpath.normpath(f"{self._prefix}/{entry.path}")
 
     def _pad(self, size: int) -> None:
         if size % BLOCK:
@@ -149,14 +160,14 @@ class ArchiveWriter:
 
     def add_read(self, entry: Entry, data: bytes) -> None:
         """Archive a file entry whose content was read (and verified) earlier."""
-        self._add_content(entry.path, entry.mode, data)
+        self._add_content(self._name(entry), entry.mode, data)
 
     def add_link(self, entry: Entry) -> None:
-        self._write(_header(entry.path, 0, entry.mode, _SYMTYPE, entry.target))
+        self._write(_header(self._name(entry), 0, entry.mode, _SYMTYPE, entry.target))
 
     def add_file(self, entry: Entry) -> str:
         """Archive a file entry, returning the sha256 of exactly the bytes archived."""
-        self._write(_header(entry.path, entry.size, entry.mode, _REGTYPE))
+        self._write(_header(self._name(entry), entry.size, entry.mode, _REGTYPE))
         digest = read_verified(entry, self._write)
         self._pad(entry.size)
         return digest
@@ -248,7 +259,7 @@ def _extract_members(archive: Path, tmp: str) -> None:
             elif member.issym():
                 target = member.linkname
                 lexical = os.path.normpath(os.path.join(os.path.dirname(name), target))
-                if os.path.isabs(target) or lexical == ".." or lexical.startswith("../"):
+                if os.path.isabs(target) or leaves(lexical):
                     raise _refuse(archive, name, f"is a link leaving the destination ({target})")
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 os.symlink(target, path)

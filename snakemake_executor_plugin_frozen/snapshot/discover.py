@@ -1,24 +1,29 @@
 """Discovery: which files of the code root exist as far as version control is concerned.
 
 Inside a git work tree git itself answers (tracked files, untracked files it does not ignore,
-and the files it ignores one by one), so nested ``.gitignore`` files, ``.git/info/exclude``,
+and the files and folders it ignores), so nested ``.gitignore`` files, ``.git/info/exclude``,
 ``core.excludesFile`` and submodules behave exactly as in ``git status``. Outside git the tree
 is walked and every ``.gitignore`` on the way is honoured through ``pathspec``.
 
-Both modes report ignored files only when the file itself is ignored, never the contents of
-an ignored directory: the code-suffix add-back must not pull a gitignored ``.venv/`` or
-``build/`` back in, and git does not descend into such directories either.
+Both modes also report the code files (code suffix or ``Snakefile``) inside ignored folders,
+for the add-back: git names an ignored folder instead of descending into it, so we walk it
+ourselves (``os.scandir``, no stat of any file). Such walks never enter environments, caches
+and other repositories (``rules.NOT_CODE_FOLDERS``, ``rules.NOT_CODE_MARKERS``, a valid
+``CACHEDIR.TAG``): they are not code, and a ``.venv/`` holds thousands of ``.py`` files.
+No walk, ours or git's, enters a hard-excluded folder; ours never enter a data folder (an
+output folder of the workflow) either, whether ignored or not.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .git import exclude_pathspecs, is_ignored, run_git_many, split_z, work_tree_state
 from .model import SnapshotError
-from .rules import compile_ignore, ignore_verdict
+from .rules import NOT_CODE_FOLDERS, NOT_CODE_MARKERS, PathRules, compile_ignore, ignore_verdict
+from .store import CACHEDIR_TAG, holds_cache_tag
 
 if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
@@ -31,17 +36,17 @@ if TYPE_CHECKING:
 class Discovery:
     mode: str  # "git" or "walk"
     included: list[str]  # git: tracked + untracked-not-ignored; walk: not ignored
-    ignored: list[str]  # files ignored one by one (never the inside of an ignored folder)
+    ignored: list[str]  # files ignored one by one, and the code files inside ignored folders
     tracked: frozenset[str]  # empty outside git
     untracked: list[str]  # untracked, not ignored (git only)
     nested_repos: list[str]  # git only: untracked repositories inside the tree, not packed
+    data_folders: list[str]  # data folders met by our walks and not walked
+    unlisted: list[str]  # ignored folders that could not be listed, skipped
 
 
-def discover(
-    root: str, prune_names: frozenset[str], prune_dirs: frozenset[str]
-) -> tuple[Discovery, list[str]]:
-    """Discovery for ``root`` and warnings. ``prune_*`` (hard-excluded folder names and
-    root-relative folders) are never walked, by git or by us; the rules filter again later."""
+def discover(root: str, rules: PathRules) -> tuple[Discovery, list[str]]:
+    """Discovery for ``root`` and warnings. The hard-excluded folders of ``rules`` are never
+    walked, by git or by us; the rules filter the paths again later."""
     state = work_tree_state(root)
     warnings = []
     if state and is_ignored(".", root):
@@ -52,13 +57,26 @@ def discover(
             "selected by the .gitignore files inside it"
         )
     elif state:
-        return _discover_git(root, exclude_pathspecs(prune_names, prune_dirs))
+        return _discover_git(root, rules)
     elif state is None:
         warnings.append("git was not found; files were selected by .gitignore patterns")
-    return _discover_walk(root, prune_names, prune_dirs), warnings
+    walk = _Walk(root, rules)
+    walk.run([("", [], False)])
+    found = Discovery(
+        mode="walk",
+        included=walk.included,
+        ignored=walk.ignored,
+        tracked=frozenset(),
+        untracked=[],
+        nested_repos=[],
+        data_folders=walk.data_folders,
+        unlisted=walk.unlisted,
+    )
+    return found, warnings
 
 
-def _discover_git(root: str, excludes: list[str]) -> tuple[Discovery, list[str]]:
+def _discover_git(root: str, rules: PathRules) -> tuple[Discovery, list[str]]:
+    excludes = exclude_pathspecs(rules.folder_names, rules.excluded_dirs)
     # --recurse-submodules lists the files of checked-out submodules, but git refuses it
     # together with --others, hence separate calls.
     (cached, others, ignored), warnings = run_git_many(
@@ -84,16 +102,25 @@ def _discover_git(root: str, excludes: list[str]) -> tuple[Discovery, list[str]]
     for path in split_z(others):
         # Without --directory the only folder entries are repositories nested in the tree.
         (nested if path.endswith("/") else untracked).append(path.rstrip("/"))
-    # With --directory git names an ignored folder instead of descending into it, and
-    # lists files ignored one by one: exactly the add-back candidates.
-    ignored_files = [path for path in split_z(ignored) if not path.endswith("/")]
+    # With --directory git lists the files ignored one by one and names an ignored folder
+    # (never one holding tracked files) instead of descending into it: we walk those.
+    walk = _Walk(root, rules)
+    seeds: list[tuple[str, Specs, bool]] = []
+    for path in split_z(ignored):
+        if path.endswith("/"):
+            seeds.append((path.rstrip("/"), [], True))
+        else:
+            walk.ignored.append(path)
+    walk.run(seeds)
     found = Discovery(
         mode="git",
         included=tracked + untracked,
-        ignored=ignored_files,
+        ignored=walk.ignored,
         tracked=frozenset(tracked),
         untracked=untracked,
         nested_repos=nested,
+        data_folders=walk.data_folders,
+        unlisted=walk.unlisted,
     )
     return found, warnings
 
@@ -115,40 +142,81 @@ def _ignored(specs: Specs, path: str, is_dir: bool) -> bool:
     return False
 
 
-def _discover_walk(root: str, prune_names: frozenset[str], prune_dirs: frozenset[str]) -> Discovery:
-    included: list[str] = []
-    ignored: list[str] = []
-    stack: list[tuple[str, Specs]] = [("", [])]
-    while stack:
-        rel, specs = stack.pop()
+def _not_code(folder: str, entries: list[os.DirEntry]) -> bool:
+    """The listed ``folder`` is an environment, a cache or a repository of its own."""
+    names = {entry.name for entry in entries}
+    if not names.isdisjoint(NOT_CODE_MARKERS):
+        return True
+    return CACHEDIR_TAG in names and holds_cache_tag(folder)
+
+
+@dataclass
+class _Walk:
+    """Our own walk of folders: the whole tree outside git, the ignored folders in git."""
+
+    root: str
+    rules: PathRules
+    included: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    data_folders: list[str] = field(default_factory=list)
+    unlisted: list[str] = field(default_factory=list)
+
+    def run(self, stack: list[tuple[str, Specs, bool]]) -> None:
+        """Walk the folders on ``stack``: (root-relative folder, the specs of the .gitignore
+        files above it, whether it is ignored)."""
+        while stack:
+            rel, specs, ignored = stack.pop()
+            if self._skipped(rel, ignored):
+                continue
+            entries = self._list(rel, ignored)
+            if entries is None:
+                continue
+            if not ignored and any(
+                e.name == ".gitignore" and e.is_file(follow_symlinks=False) for e in entries
+            ):
+                spec = _read_gitignore(os.path.join(self.root, rel, ".gitignore"))
+                if spec is not None:
+                    specs = [*specs, (rel, spec)]
+            for entry in entries:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((path, specs, ignored or _ignored(specs, path, is_dir=True)))
+                elif ignored:
+                    # Inside an ignored folder only code files matter (for the add-back).
+                    if self.rules.is_code(path):
+                        self.ignored.append(path)
+                elif _ignored(specs, path, is_dir=False):
+                    self.ignored.append(path)
+                else:
+                    self.included.append(path)
+
+    def _skipped(self, rel: str, ignored: bool) -> bool:
+        if not rel:
+            return False
+        name = rel.rpartition("/")[2]
+        rules = self.rules
+        if name in rules.folder_names or rel in rules.excluded_dirs:
+            return True
+        if rules.is_data(rel):
+            self.data_folders.append(rel)
+            return True
+        return ignored and name in NOT_CODE_FOLDERS
+
+    def _list(self, rel: str, ignored: bool) -> list[os.DirEntry] | None:
+        """The entries of ``rel``; None for an ignored folder that holds no code of ours."""
+        folder = os.path.join(self.root, rel)
         try:
-            with os.scandir(os.path.join(root, rel)) as it:
+            with os.scandir(folder) as it:
                 entries = list(it)
         except OSError as e:
+            if ignored:
+                # Ignored anyway: at worst a code file in it is not added back.
+                self.unlisted.append(rel)
+                return None
             raise SnapshotError(
-                f"cannot list folder {rel or '.'} of the code root {root}: {e.strerror}; "
+                f"cannot list folder {rel or '.'} of the code root {self.root}: {e.strerror}; "
                 "fix its permissions or exclude it (exclude_folders)"
             ) from e
-        if any(e.name == ".gitignore" and e.is_file(follow_symlinks=False) for e in entries):
-            spec = _read_gitignore(os.path.join(root, rel, ".gitignore"))
-            if spec is not None:
-                specs = [*specs, (rel, spec)]
-        for entry in entries:
-            path = f"{rel}/{entry.name}" if rel else entry.name
-            if entry.is_dir(follow_symlinks=False):
-                if entry.name in prune_names or path in prune_dirs:
-                    continue
-                if not _ignored(specs, path, is_dir=True):
-                    stack.append((path, specs))
-            elif _ignored(specs, path, is_dir=False):
-                ignored.append(path)
-            else:
-                included.append(path)
-    return Discovery(
-        mode="walk",
-        included=included,
-        ignored=ignored,
-        tracked=frozenset(),
-        untracked=[],
-        nested_repos=[],
-    )
+        if ignored and _not_code(folder, entries):
+            return None
+        return entries

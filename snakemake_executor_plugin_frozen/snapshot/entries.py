@@ -13,18 +13,24 @@ Symbolic links (decided here, tested in ``test_snapshot_symlinks.py``):
 - a dangling link or a link loop is skipped with a warning: there is nothing to read behind
   it, so the frozen copy behaves like the live tree, and refusing would turn every stale
   link (an editor's lock file, say) into a failed workflow start.
+
+An explicitly named file outside the code root (its path starts with ``..``) is always
+stored as the content of a regular file, a link followed; anything else is an error naming
+it. ``archive_prefix`` decides where the code root lies in the archive so that the outside
+files keep their places relative to it.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import stat
 from dataclasses import dataclass
 
 from .model import SelectionSettings, SnapshotError
-from .rules import ancestor_folders, is_within, listing
-from .select import EXPLICIT, Selection
+from .rules import ancestor_folders, is_within, leading_ups, leaves, listing
+from .select import EXPLICIT, RESERVED_DIR, Selection
 
 FILE, LINK = "file", "link"
 MB = 1_000_000  # max_size_mb counts decimal megabytes
@@ -64,7 +70,7 @@ def _link_entry(root: str, path: str, full: str, real: str) -> Entry:
     target = os.readlink(full)
     folder = os.path.dirname(path)
     lexical = os.path.normpath(os.path.join(folder, target))
-    if os.path.isabs(target) or lexical == ".." or lexical.startswith("../"):
+    if os.path.isabs(target) or leaves(lexical):
         target = os.path.relpath(real, os.path.join(root, folder))
     return Entry(path, LINK, 0, False, target, "", None, "")
 
@@ -103,6 +109,52 @@ def _classify(root: str, path: str) -> Entry | str:
     return _file_entry(path, full, target_st, outside=real)
 
 
+def _classify_outside(root: str, path: str) -> Entry | str:
+    """The entry for an explicitly named file outside the root, or "missing"."""
+    full = os.path.normpath(f"{root}/{path}")
+    try:
+        st = os.stat(full)
+    except FileNotFoundError:
+        return "missing"
+    if not stat.S_ISREG(st.st_mode):
+        raise SnapshotError(
+            f"explicitly named file {full}, outside the code root {root}, is not a regular "
+            "file: a snapshot can only hold a file from outside the code root as its content"
+        )
+    real = os.path.realpath(full)
+    return _file_entry(path, full, st, outside=real if real != full else "")
+
+
+def archive_prefix(root: str, entries: list[Entry]) -> str:
+    """The folder of the archive that holds the code root: its last D folder names, D being
+    the most leading '..' of any outside file, so that every member is that folder joined
+    with the entry's path and an outside file lies where its '..' lead (a root /a/b/nest/sub
+    and ../../res/t.txt: code under nest/sub/, the file at res/t.txt). '' without any."""
+    depth = max((leading_ups(e.path) for e in entries if leaves(e.path)), default=0)
+    if not depth:
+        return ""
+    names = [name for name in root.split("/") if name]
+    if depth > len(names):
+        raise SnapshotError(
+            f"an explicitly named file needs {depth} folders above the code root {root}, "
+            f"which has only {len(names)}"
+        )
+    prefix = "/".join(names[-depth:])
+    # The archive's own .frozen/ holds the manifest: no member may land in it.
+    clashes = [prefix] if is_within(RESERVED_DIR, prefix) else []
+    clashes += [
+        e.path
+        for e in entries
+        if leaves(e.path) and is_within(RESERVED_DIR, posixpath.normpath(f"{prefix}/{e.path}"))
+    ]
+    if clashes:
+        raise SnapshotError(
+            f"with the files named outside the code root {root}, the archive would store "
+            f"{listing(clashes)} in {RESERVED_DIR}/, which holds the manifest; move them"
+        )
+    return prefix
+
+
 def inspect(selection: Selection) -> tuple[list[Entry], list[str]]:
     """Entries for the selected paths, in path order, and warnings about what was skipped."""
     root = selection.root
@@ -110,13 +162,14 @@ def inspect(selection: Selection) -> tuple[list[Entry], list[str]]:
     skipped: dict[str, list[str]] = {}
     # A path through a linked folder is not the folder's own file (and could lie outside
     # the root); git lists such paths when a tracked folder was replaced by a link.
-    linked = {f for f in ancestor_folders(selection.paths) if os.path.islink(f"{root}/{f}")}
+    inside = [path for path in selection.paths if not leaves(path)]
+    linked = {f for f in ancestor_folders(inside) if os.path.islink(f"{root}/{f}")}
     for path in selection.paths:
         if linked and not ancestor_folders([path]).isdisjoint(linked):
             skipped.setdefault("through-link", []).append(path)
             continue
         try:
-            result = _classify(root, path)
+            result = _classify_outside(root, path) if leaves(path) else _classify(root, path)
         except OSError as e:
             raise SnapshotError(
                 f"cannot read {path} in {root}: {e.strerror}; fix its permissions or exclude it"

@@ -66,18 +66,24 @@ def file_sha256(path: Path) -> str:
         raise SnapshotError(f"cannot read {path}: {e.strerror}") from e
 
 
-def snapshot_id(entries: list[Entry], digests: dict[str, str]) -> str:
-    """sha256 over (path, type, mode, content sha256 or link target) in path order.
+def snapshot_id(entries: list[Entry], digests: dict[str, str], prefix: str = "") -> str:
+    """sha256 over (path, type, mode, content sha256 or link target) in path order, and the
+    archive prefix when there is one.
 
     Nothing else goes in: not mtimes, owners, the walk order, the root's location or the
     compression, so identical code has the identical id on any machine. Each field ends
     with a NUL, which no path or link target can contain, so the encoding is unambiguous.
+    The prefix (the last folder names of the root, only with files outside it) decides
+    where the archive stores everything, so one id must never stand for two layouts.
     """
     records = "".join(
         f"{e.path}\0{e.kind}\0{e.mode:o}\0{e.target if e.kind == LINK else digests[e.path]}\0"
         for e in sorted(entries, key=lambda e: e.path)
     )
     h = hashlib.sha256(ID_PREFIX)
+    if prefix:
+        # An empty first field marks it: no record has one (no path is empty).
+        h.update(f"\0{prefix}\0".encode("utf-8", "surrogateescape"))
     h.update(records.encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 

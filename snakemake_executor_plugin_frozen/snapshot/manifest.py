@@ -21,10 +21,12 @@ from .archive import MANIFEST_NAME, read_member
 from .entries import LINK, Entry
 from .git import exclude_pathspecs, try_git
 from .model import SelectionSettings, SnapshotError
+from .rules import leaves
 from .select import ADDED_BACK, EXPLICIT, Selection, normalise_suffixes
 
 FORMAT = 1
 PLUGIN = "snakemake-executor-plugin-frozen"
+DATA_SHOWN = 10  # data paths listed in the record; the count covers them all
 
 
 def _text(output: bytes | None) -> str | None:
@@ -135,6 +137,8 @@ def _file_record(entry: Entry, digests: dict[str, str]) -> dict:
         "mode": f"{entry.mode:o}",
         "sha256": digests[entry.path],
     }
+    if leaves(entry.path):
+        record["original"] = entry.source  # named explicitly, outside the code root
     if entry.outside:
         record["link_to"] = entry.outside  # stored as content: the link left the code root
     return record
@@ -148,6 +152,7 @@ def build_manifest(
     entries: list[Entry],
     digests: dict[str, str],
     warnings: tuple[str, ...],
+    prefix: str,
 ) -> dict:
     found = selection.discovery
     return {
@@ -157,6 +162,7 @@ def build_manifest(
         "user": _user(),
         "host": socket.gethostname(),
         "root": selection.root,
+        "code_root_in_archive": prefix,
         "file_count": len(entries),
         "bytes": sum(e.size for e in entries),
         "selection": {
@@ -171,6 +177,8 @@ def build_manifest(
             "store": str(store),
             "explicit": sorted(p for p, how in selection.origin.items() if how == EXPLICIT),
             "added_back": sorted(p for p, how in selection.origin.items() if how == ADDED_BACK),
+            "data_excluded": len(selection.data_excluded),
+            "data_excluded_paths": selection.data_excluded[:DATA_SHOWN],
             "warnings": list(warnings),
         },
         "git": git_record(

@@ -24,6 +24,9 @@ class SelectionSettings:
     max_size_mb: float = 200
     skip_size_check: bool = False
     extra_excluded_dirs: tuple[Path, ...] = ()
+    # The workflow's outputs, logs and benchmarks (absolute; files or folders, existing or
+    # not): data, never packed unless named explicitly. Paths outside the root are ignored.
+    data: tuple[Path, ...] = ()
 
 
 DEFAULT_SETTINGS = SelectionSettings()
@@ -42,3 +45,6 @@ class PackResult:
     archive_bytes: int
     created: bool
     warnings: tuple[str, ...]
+    added_back: tuple[tuple[str, int], ...]  # (path, bytes) packed by the add-back, by path
+    data_excluded: int  # paths left out as data (a folder not walked counts once)
+    prefix: str  # the folder of the archive holding the code root ('' without outside files)

@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .archive import MANIFEST_NAME, ArchiveWriter, compression_options
-from .entries import FILE, LINK, Entry, check_size, inspect
+from .entries import FILE, LINK, Entry, archive_prefix, check_size, inspect
 from .hashing import StatCache, changed_error, read_verified, snapshot_id
 from .manifest import build_manifest, dumps
 from .model import DEFAULT_SETTINGS, PackResult, SelectionSettings, SnapshotError
-from .select import select
+from .select import ADDED_BACK, select
 from .store import Store
 
 # Content read for hashing is kept for the archive up to this many bytes, so a cold pack
@@ -58,6 +58,7 @@ def _write(
     snapshot: str,
     store: Store,
     level: int,
+    prefix: str,
     entries: list[Entry],
     digests: dict[str, str],
     contents: dict[str, bytes],
@@ -67,7 +68,7 @@ def _write(
     """Archive and store the snapshot; returns the stored record and whether this call stored it."""
     tmp = store.temp_path(".tar.zst")
     try:
-        writer = ArchiveWriter(tmp, level)
+        writer = ArchiveWriter(tmp, level, prefix)
         try:
             writer.add_bytes(MANIFEST_NAME, dumps(manifest))
             for entry in entries:
@@ -97,11 +98,15 @@ def pack(
     settings: SelectionSettings = DEFAULT_SETTINGS,
     explicit: Iterable[Path] = (),
     level: int = 3,
+    *,
+    allow_outside: bool = False,
 ) -> PackResult:
     """Snapshot the code under ``root`` into ``store`` (created if missing).
 
     ``explicit`` files (absolute, or relative to the current directory) are always packed
-    unless they lie in a hard-excluded folder; one outside ``root`` is an error. An id that
+    unless they lie in a hard-excluded folder; one outside ``root`` is an error, unless
+    ``allow_outside``: then it is packed as ``../``-relative content, and the archive stores
+    the code root under ``PackResult.prefix`` (see ``entries.archive_prefix``). An id that
     is already stored is not written again, and an unchanged tree reads no file contents.
     Every refusal is a SnapshotError.
     """
@@ -113,21 +118,22 @@ def pack(
     real_root = os.path.realpath(root)
     the_store = Store(store)
     the_store.ensure()
-    selection = select(real_root, settings, explicit, the_store.path)
+    selection = select(real_root, settings, explicit, the_store.path, allow_outside)
     entries, skipped = inspect(selection)
     warnings = (*selection.warnings, *skipped)
     check_size(entries, selection, settings)
+    prefix = archive_prefix(real_root, entries)
     try:
         digests, contents, cache = _digests(entries, the_store, real_root)
-        snapshot = snapshot_id(entries, digests)
+        snapshot = snapshot_id(entries, digests, prefix)
         record = the_store.load_record(snapshot)
         created = False
         if record is None:
             manifest = build_manifest(
-                snapshot, selection, settings, the_store.path, entries, digests, warnings
+                snapshot, selection, settings, the_store.path, entries, digests, warnings, prefix
             )
             record, created = _write(
-                snapshot, the_store, level, entries, digests, contents, cache, manifest
+                snapshot, the_store, level, prefix, entries, digests, contents, cache, manifest
             )
     except OSError as e:
         raise SnapshotError(f"cannot write to the snapshot store {the_store.path}: {e}") from e
@@ -141,4 +147,9 @@ def pack(
         archive_bytes=record["archive_bytes"],
         created=created,
         warnings=warnings,
+        added_back=tuple(
+            (e.path, e.size) for e in entries if selection.origin[e.path] == ADDED_BACK
+        ),
+        data_excluded=len(selection.data_excluded),
+        prefix=prefix,
     )

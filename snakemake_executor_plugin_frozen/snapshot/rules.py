@@ -31,6 +31,17 @@ SECRET_PATTERNS = (
     ".pgpass",
 )
 
+# Environments and caches hold no code of the workflow, however many ``.py`` files they
+# have: they are hard-excluded wherever they lie. Folders so named:
+NOT_CODE_FOLDERS = frozenset(
+    {"__pycache__", "node_modules", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+)
+# and folders holding one of these: a virtual env, a conda env (a folder holding a
+# CACHEDIR.TAG with the signature is one too: ``store.holds_cache_tag``).
+ENV_MARKERS = frozenset({"pyvenv.cfg", "conda-meta"})
+# The add-back's walks into ignored folders also stop at another repository.
+NOT_CODE_MARKERS = ENV_MARKERS | {".git"}
+
 
 def compile_ignore(lines: Iterable[str]) -> GitIgnoreSpec | None:
     """Gitignore-syntax patterns as one spec, or None when there are none."""
@@ -63,6 +74,19 @@ def is_within(folder: str, path: str) -> bool:
     return path == folder or path.startswith(folder + "/")
 
 
+def leaves(rel: str) -> bool:
+    """The normalised relative path ``rel`` leads out of the folder it is relative to."""
+    return rel == ".." or rel.startswith("../")
+
+
+def leading_ups(rel: str) -> int:
+    """How many '..' components ``rel`` starts with."""
+    ups = 0
+    while leaves(rel[3 * ups :]):
+        ups += 1
+    return ups
+
+
 def listing(paths: list[str], limit: int = 5) -> str:
     """A short human list of paths for messages."""
     shown = ", ".join(paths[:limit])
@@ -82,19 +106,26 @@ class PathRules:
 
     ``folder_names`` match a path component at any depth (the final component too, so a
     symlink or a submodule's ``.git`` file named like an excluded folder is excluded as well);
-    ``excluded_dirs`` are root-relative directories (the store, log dirs, tagged caches).
+    ``excluded_dirs`` are root-relative directories (the store, log dirs, tagged caches);
+    ``data`` the root-relative outputs, logs and benchmarks of the workflow, files or folders.
     """
 
     folder_names: frozenset[str]
     excluded_dirs: frozenset[str]
     code_suffixes: tuple[str, ...]
     user_exclude: GitIgnoreSpec | None
+    data: frozenset[str]
     # Thousands of files share a few hundred folders: decide each folder once.
     _folders: dict[str, bool] = field(default_factory=dict, init=False, compare=False)
 
     def hard_excluded(self, path: str) -> bool:
         folder, _, name = path.rpartition("/")
-        return name in self.folder_names or path in self.excluded_dirs or self._excluded(folder)
+        return (
+            name in self.folder_names
+            or name in NOT_CODE_FOLDERS
+            or path in self.excluded_dirs
+            or self._excluded(folder)
+        )
 
     def _excluded(self, folder: str) -> bool:
         if not folder:
@@ -108,6 +139,16 @@ class PathRules:
     def is_code(self, path: str) -> bool:
         name = path.rpartition("/")[2]
         return name == "Snakefile" or name.endswith(self.code_suffixes)
+
+    def is_data(self, path: str) -> bool:
+        """``path`` is one of the workflow's outputs or lies in an output folder."""
+        if not self.data:
+            return False
+        while path:
+            if path in self.data:
+                return True
+            path = path.rpartition("/")[0]
+        return False
 
     def user_excluded(self, path: str) -> bool:
         return self.user_exclude is not None and self.user_exclude.match_file(path)

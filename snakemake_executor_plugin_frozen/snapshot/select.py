@@ -3,32 +3,49 @@
 Rules, highest priority first:
 
 1. Hard-excluded folders are never packed, at any depth, whatever else matches: the
-   ``exclude_folders`` names, the store, ``extra_excluded_dirs`` (log dirs), any folder
-   tagged with a ``CACHEDIR.TAG`` (the store writes one, so another store inside the tree is
-   skipped too) and ``.frozen/`` at the root, reserved for the manifest inside archives.
-2. Files named explicitly by the caller (Snakemake's own sources) are always packed; one
-   outside the code root is an error naming it.
-3. Files with a code suffix (or named ``Snakefile``) are added back although gitignored, as
-   long as the file itself is ignored: the inside of an ignored folder (``.venv/``,
-   ``build/``, ``node_modules/``) is never added back.
-4. Discovery (``discover.py``): tracked plus untracked-not-ignored files in git; outside git
+   ``exclude_folders`` names, the store, ``extra_excluded_dirs`` (log dirs), ``.frozen/`` at
+   the root (reserved for the manifest inside archives), and environments and caches, which
+   are not code: folders named like ``rules.NOT_CODE_FOLDERS`` (``__pycache__``,
+   ``node_modules``, ``.tox``, ...) and folders of the code root holding one of
+   ``rules.ENV_MARKERS`` (``pyvenv.cfg``, ``conda-meta``) or a valid ``CACHEDIR.TAG`` (the
+   store writes one, so another store inside the tree is skipped too).
+2. Files named explicitly by the caller (Snakemake's own sources) are always packed, also
+   when they are data (rule 3): a config file that a rule writes is still the one the main
+   process parsed. One outside the code root is an error naming it, unless the caller allows
+   outside files: then it is packed under its root-relative path with leading ``..``
+   (``entries.archive_prefix`` places it in the archive).
+3. Data, the workflow's own outputs, logs and benchmarks (the ``data`` setting: files, and
+   folders that are never walked), is never packed by the rules below.
+4. Files with a code suffix (or named ``Snakefile``) are added back although gitignored,
+   also inside ignored folders (``gen/helper.py`` with ``gen/`` ignored); those walks stop
+   at the folders of rule 1 and at other repositories (a folder holding ``.git``). Other
+   ignored files (``gen/data.bin``) stay out.
+5. Discovery (``discover.py``): tracked plus untracked-not-ignored files in git; outside git
    every file no ``.gitignore`` of the tree ignores.
-5. ``.frozenignore`` at the code root and the ``exclude`` setting (gitignore syntax) remove
-   files found by rules 3 and 4. They are the user's last word about this tool's selection,
+6. ``.frozenignore`` at the code root and the ``exclude`` setting (gitignore syntax) remove
+   files found by rules 4 and 5. They are the user's last word about this tool's selection,
    so they also remove code files; only explicitly named files (rule 2) survive them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .discover import Discovery, discover
 from .model import SelectionSettings, SnapshotError
-from .rules import PathRules, ancestor_folders, compile_ignore, listing, looks_secret
-from .store import CACHEDIR_SIGNATURE, CACHEDIR_TAG
+from .rules import (
+    ENV_MARKERS,
+    PathRules,
+    ancestor_folders,
+    compile_ignore,
+    leaves,
+    listing,
+    looks_secret,
+)
+from .store import holds_cache_tag
 
 FROZENIGNORE = ".frozenignore"
 RESERVED_DIR = ".frozen"  # holds the manifest inside an archive
@@ -40,12 +57,13 @@ DISCOVERED, ADDED_BACK, EXPLICIT = "discovered", "added-back", "explicit"
 @dataclass(frozen=True)
 class Selection:
     root: str
-    paths: list[str]  # sorted root-relative POSIX paths
+    paths: list[str]  # sorted root-relative POSIX paths ('../' first for outside files)
     origin: dict[str, str]  # path -> DISCOVERED, ADDED_BACK or EXPLICIT
     discovery: Discovery
     rules: PathRules  # as applied, with the tagged folders found
     frozenignore: list[str]  # the lines of .frozenignore, for the record
     untracked: list[str]  # git's untracked, not ignored files outside hard-excluded folders
+    data_excluded: list[str]  # sorted: files left out as data, and data folders ('/') not walked
     warnings: list[str] = field(default_factory=list)
 
 
@@ -54,17 +72,29 @@ def _relative_dir(root: str, path: Path) -> str | None:
     rel = os.path.relpath(os.path.realpath(path), root)
     if rel == ".":
         return ""
-    return None if rel == ".." or rel.startswith("../") else rel
+    return None if leaves(rel) else rel
 
 
-def _explicit_relative(root: str, path: os.PathLike | str) -> str:
+def _resolved(path: os.PathLike | str, folders: dict[str, str]) -> tuple[str, str]:
+    """``path`` made absolute, and that with its folders resolved but not its last name
+    (``folders`` caches the resolved folders: outputs share a few folders by the thousand)."""
+    absolute = os.path.abspath(path)
+    folder, _, name = absolute.rpartition("/")
+    real = folders.get(folder)
+    if real is None:
+        real = folders[folder] = os.path.join(os.path.realpath(folder or "/"), "")
+    return absolute, real + name
+
+
+def _explicit_relative(
+    root: str, path: os.PathLike | str, allow_outside: bool, folders: dict[str, str]
+) -> str:
     # Resolve the folders but not the file: a link named explicitly stays a link, while
     # a path through a linked folder is packed under its real location (a stored link
     # must never be the parent of another entry).
-    absolute = os.path.abspath(path)
-    real = os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
+    absolute, real = _resolved(path, folders)
     rel = os.path.relpath(real, root)
-    if rel == "." or rel == ".." or rel.startswith("../"):
+    if rel == "." or (leaves(rel) and not allow_outside):
         shown = os.fspath(path) if real == absolute else f"{os.fspath(path)} (really {real})"
         raise SnapshotError(
             f"explicitly named file {shown} lies outside the code root {root}: move it into "
@@ -73,16 +103,26 @@ def _explicit_relative(root: str, path: os.PathLike | str) -> str:
     return rel
 
 
+def _data_relative(root: str, data: Iterable[Path], folders: dict[str, str]) -> frozenset[str]:
+    """The ``data`` paths that lie inside ``root`` (not the root itself), root-relative."""
+    inside = root + "/"
+    found = set()
+    for path in data:
+        real = _resolved(path, folders)[1]
+        if real.startswith(inside):
+            found.add(real[len(inside) :])
+    return frozenset(found)
+
+
 def _tagged_dirs(root: str, paths: Iterable[str]) -> list[str]:
-    """Folders among the ancestors of ``paths`` that hold a valid CACHEDIR.TAG."""
-    tagged = []
-    for folder in sorted(ancestor_folders(paths)):
-        tag = os.path.join(root, folder, CACHEDIR_TAG)
-        if os.path.isfile(tag):
-            with open(tag, "rb") as f:
-                if f.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE:
-                    tagged.append(folder)
-    return tagged
+    """Folders among the ancestors of ``paths`` that are environments or caches: holding a
+    valid CACHEDIR.TAG, a ``pyvenv.cfg`` or ``conda-meta``."""
+    return [
+        f
+        for f in sorted(ancestor_folders(paths))
+        if holds_cache_tag(os.path.join(root, f))
+        or any(os.path.lexists(os.path.join(root, f, marker)) for marker in ENV_MARKERS)
+    ]
 
 
 def _read_frozenignore(root: str) -> list[str]:
@@ -96,23 +136,26 @@ def _read_frozenignore(root: str) -> list[str]:
         raise SnapshotError(f"cannot read {path}: {e.strerror}") from e
 
 
-def _split_hard(rules: PathRules, paths: Iterable[str]) -> tuple[list[str], list[str]]:
-    """``paths`` outside and inside hard-excluded folders."""
+def _split(matches: Callable[[str], bool], paths: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``paths`` that do not match and those that do."""
     kept: list[str] = []
-    excluded: list[str] = []
+    matched: list[str] = []
     for path in paths:
-        (excluded if rules.hard_excluded(path) else kept).append(path)
-    return kept, excluded
+        (matched if matches(path) else kept).append(path)
+    return kept, matched
 
 
 def normalise_suffixes(suffixes: Iterable[str]) -> tuple[str, ...]:
     return tuple(s if s.startswith(".") else f".{s}" for s in suffixes if s)
 
 
-def select(
-    root: str, settings: SelectionSettings, explicit: Iterable[os.PathLike | str], store: Path
-) -> Selection:
-    """Apply the selection rules to the resolved code root ``root``."""
+def _rules(
+    root: str,
+    settings: SelectionSettings,
+    store: Path,
+    frozenignore: list[str],
+    data: frozenset[str],
+) -> PathRules:
     for name in settings.exclude_folders:
         if not name or "/" in name or name in (".", ".."):
             raise SnapshotError(
@@ -129,26 +172,43 @@ def select(
             )
         if rel is not None:
             excluded_dirs.append(rel)
-    frozenignore = _read_frozenignore(root)
-    rules = PathRules(
+    return PathRules(
         folder_names=frozenset(settings.exclude_folders),
         excluded_dirs=frozenset(excluded_dirs),
         code_suffixes=normalise_suffixes(settings.code_suffixes),
         user_exclude=compile_ignore([*frozenignore, *settings.exclude]),
+        data=data,
     )
-    explicit_paths = [_explicit_relative(root, path) for path in explicit]
-    found, warnings = discover(root, rules.folder_names, rules.excluded_dirs)
 
-    included, _ = _split_hard(rules, found.included)
-    added_back, _ = _split_hard(rules, filter(rules.is_code, found.ignored))
-    named, dropped = _split_hard(rules, explicit_paths)
-    tagged = _tagged_dirs(root, [*included, *added_back, *named])
+
+def select(
+    root: str,
+    settings: SelectionSettings,
+    explicit: Iterable[os.PathLike | str],
+    store: Path,
+    allow_outside: bool = False,
+) -> Selection:
+    """Apply the selection rules to the resolved code root ``root``."""
+    folders: dict[str, str] = {}
+    frozenignore = _read_frozenignore(root)
+    data = _data_relative(root, settings.data, folders)
+    rules = _rules(root, settings, store, frozenignore, data)
+    explicit_paths = [_explicit_relative(root, p, allow_outside, folders) for p in explicit]
+    found, warnings = discover(root, rules)
+
+    included, _ = _split(rules.hard_excluded, found.included)
+    added_back, _ = _split(rules.hard_excluded, filter(rules.is_code, found.ignored))
+    named, dropped = _split(rules.hard_excluded, explicit_paths)
+    # Outside files are named one by one: the folders above the root are not the tree's.
+    tagged = _tagged_dirs(root, [*included, *added_back, *(p for p in named if not leaves(p))])
     if tagged:  # tags only exclude more: filtering the survivors again is enough
         rules = replace(rules, excluded_dirs=rules.excluded_dirs.union(tagged))
-        included, _ = _split_hard(rules, included)
-        added_back, _ = _split_hard(rules, added_back)
-        named, more = _split_hard(rules, named)
+        included, _ = _split(rules.hard_excluded, included)
+        added_back, _ = _split(rules.hard_excluded, added_back)
+        named, more = _split(rules.hard_excluded, named)
         dropped += more
+    included, data_included = _split(rules.is_data, included)
+    added_back, data_added = _split(rules.is_data, added_back)
 
     origin: dict[str, str] = {}
     for path in included:
@@ -160,18 +220,48 @@ def select(
     for path in named:
         origin[path] = EXPLICIT
 
+    # A data file named explicitly is packed all the same (rule 2).
+    data_excluded = [p for p in (*data_included, *data_added) if p not in origin]
+    data_excluded += (f"{d}/" for d in found.data_folders)
+    warnings += _warnings(found, rules, origin, dropped)
+    return Selection(
+        root=root,
+        paths=sorted(origin),
+        origin=origin,
+        discovery=found,
+        rules=rules,
+        frozenignore=frozenignore,
+        untracked=[
+            p for p in found.untracked if not rules.hard_excluded(p) and not rules.is_data(p)
+        ],
+        data_excluded=sorted(data_excluded),
+        warnings=warnings,
+    )
+
+
+def _warnings(
+    found: Discovery, rules: PathRules, origin: dict[str, str], dropped: list[str]
+) -> list[str]:
+    warnings = []
     if dropped:
         warnings.append(
             f"{len(dropped)} explicitly named file(s) lie in hard-excluded folders and were "
             f"not packed: {listing(sorted(set(dropped)))}"
         )
     nested = [
-        p for p in found.nested_repos if not rules.hard_excluded(p) and not rules.user_excluded(p)
+        p
+        for p in found.nested_repos
+        if not rules.hard_excluded(p) and not rules.user_excluded(p) and not rules.is_data(p)
     ]
     if nested:
         warnings.append(
             "git repositories nested in the code root are not packed (make them submodules "
             f"or exclude them): {listing(nested)}"
+        )
+    if found.unlisted:
+        warnings.append(
+            "ignored folders that cannot be listed were skipped (no code file in them was "
+            f"added back): {listing(sorted(found.unlisted))}"
         )
     secrets = sorted(
         p
@@ -184,13 +274,4 @@ def select(
             f"{listing(secrets)}; exclude them (.frozenignore or the exclude setting) if "
             "they hold secrets"
         )
-    return Selection(
-        root=root,
-        paths=sorted(origin),
-        origin=origin,
-        discovery=found,
-        rules=rules,
-        frozenignore=frozenignore,
-        untracked=[p for p in found.untracked if not rules.hard_excluded(p)],
-        warnings=warnings,
-    )
+    return warnings

@@ -26,6 +26,15 @@ _TAG_TEXT = CACHEDIR_SIGNATURE + (
 )
 
 
+def holds_cache_tag(folder: str) -> bool:
+    """``folder`` holds a CACHEDIR.TAG that starts with the signature (else it is no tag)."""
+    tag = os.path.join(folder, CACHEDIR_TAG)
+    if not os.path.isfile(tag):  # a pipe of that name would block the open
+        return False
+    with open(tag, "rb") as f:
+        return f.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = Path(os.path.abspath(path))

@@ -1,0 +1,127 @@
+"""No holes in the freeze, on the real cluster: every way of tests/workflows/holes to read
+code or config says "v1"; while the `gate` job holds the run (before any other job is
+submitted) the test rewrites them all to "v2", then reads back what each job saw:
+
+- a sample sheet read while the Snakefile is parsed (csv, open().read(), pathlib, yaml),
+  which every job parses again;
+- `python -m pkg.tool` and `python -c 'import mod'` in a `shell:` command (Python puts the
+  live working directory first on sys.path for those);
+- a `script:` importing a module beside it;
+- a config file outside the code root, given with --configfile, and
+  --replace-workflow-config (the `configfile:` directive's keys must stay dropped);
+- a module in the gitignored gen/ folder;
+- a two-node job whose second node imports the workflow's module (srun inside the job).
+
+The control run (--frozen-mode off) shows the same edits reaching the jobs, so the test can
+fail. Snakemake's own runtime source cache pins the Snakefile and the script itself in both."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import BackgroundRun
+
+from snakemake_executor_plugin_frozen.snapshot import read_manifest
+
+HOLES = Path(__file__).parent / "workflows" / "holes"
+EDITED = (
+    "config/samples.tsv",
+    "config/units.yaml",
+    "wflib.py",
+    "wfpkg/__init__.py",
+    "gen/genmod.py",
+    "scripts/sibling.py",
+)
+
+
+def make_workflow(tmp_path: Path) -> tuple[Path, Path]:
+    """The workflow as a git repository of its own, and a config file outside it."""
+    workdir = tmp_path / "wf"
+    shutil.copytree(HOLES, workdir)
+    (workdir / ".gitignore").write_text("out/\n.snakemake/\ngate.open\ngen/\n")
+    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=workdir, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=workdir, check=True)
+    subprocess.run([*git, "commit", "-qm", "v1"], cwd=workdir, check=True)
+    shared = tmp_path / "shared" / "params.yaml"
+    shared.parent.mkdir()
+    shared.write_text("shared: v1\n")
+    return workdir, shared
+
+
+def run_with_edit(tmp_path: Path, *args: str) -> tuple[Path, str]:
+    workdir, shared = make_workflow(tmp_path)
+    command = [
+        *("--executor", "frozen", "--jobs", "6", "--latency-wait", "10"),
+        *("--configfile", str(shared), "--replace-workflow-config"),
+        # The same path on every node, a different folder behind it on each.
+        *("--frozen-scratch", "{SLURM_CI_NODE_LOCAL}"),
+        *args,
+    ]
+    with BackgroundRun(workdir, *command) as run:
+        run.wait_for_submissions(1)  # the gate; the others wait for it
+        for name in EDITED:
+            path = workdir / name
+            path.write_text(path.read_text().replace("v1", "v2"))
+        shared.write_text("shared: v2\n")
+        (workdir / "gate.open").touch()
+        code, output = run.finish()
+    assert code == 0, output
+    return workdir, output
+
+
+def seen(workdir: Path) -> dict:
+    out = workdir / "out"
+    return {
+        "parse": json.loads((out / "parse.json").read_text()),
+        "shell": json.loads((out / "shell.json").read_text()),
+        "script": json.loads((out / "script.json").read_text()),
+        "twonode": (out / "twonode.txt").read_text().splitlines(),
+    }
+
+
+@pytest.mark.slurm
+def test_every_job_sees_the_submission_time_code_and_config(tmp_path: Path) -> None:
+    workdir, output = run_with_edit(tmp_path)
+    versions = seen(workdir)
+    print(json.dumps(versions, indent=1))
+    assert versions["parse"] == {
+        "csv": "v1",
+        "open": "v1",
+        "pathlib": "v1",
+        "yaml": "v1",
+        "wflib": "v1",
+        "genmod": "v1",
+        "shared": "v1",
+        "name": "none",  # --replace-workflow-config dropped config/wf.yaml's keys
+    }
+    assert versions["shell"] == {"python_m": "v1", "python_c": "v1"}
+    assert versions["script"] == {"sibling": "v1"}
+    assert versions["twonode"] == ["node1 v1", "node2 v1"]
+
+    # What the start-up said, and what the snapshot holds.
+    assert "1 gitignored file(s) packed for their code suffix (largest: gen/genmod.py" in output
+    assert "1 workflow source(s) outside the code root packed too:" in output
+    archive = next((workdir / ".snakemake" / "frozen_logs" / "rule_parse").glob("code-*.tar.zst"))
+    files = {f["path"]: f for f in read_manifest(archive)["files"]}
+    assert files["../shared/params.yaml"]["original"] == str(tmp_path / "shared" / "params.yaml")
+    assert "gen/genmod.py" in files
+    # The parse job's log says which reads its Snakemake served from the snapshot.
+    log = next((workdir / ".snakemake" / "frozen_logs" / "rule_parse").glob("*.log")).read_text()
+    assert "config/samples.tsv  (the live file differs: edited since submission)" in log
+
+
+@pytest.mark.slurm
+def test_without_freezing_the_same_edits_reach_the_jobs(tmp_path: Path) -> None:
+    workdir, _ = run_with_edit(tmp_path, "--frozen-mode", "off")
+    versions = seen(workdir)
+    print(json.dumps(versions, indent=1))
+    parse = versions["parse"]
+    for key in ("csv", "open", "pathlib", "yaml", "wflib", "genmod", "shared"):
+        assert parse[key] == "v2", (key, parse)
+    assert parse["name"] == "from-wf-yaml"  # the dropped keys came back
+    assert versions["shell"] == {"python_m": "v2", "python_c": "v2"}
+    assert versions["script"] == {"sibling": "v2"}
+    assert versions["twonode"] == ["node1 v2", "node2 v2"]

@@ -1,0 +1,3 @@
+import wfpkg
+
+print(wfpkg.VERSION)
