@@ -136,6 +136,8 @@ def test_sources_above_the_code_root_are_read_from_above_the_copy(tmp_path: Path
 def test_the_report_lists_served_reads_and_edits_and_is_not_inherited(job) -> None:
     live, env = job
     (live / "config" / "units.yaml").write_text("version: frozen\n")  # same as the copy
+    # Edited to the same size: only the bytes tell it apart.
+    (live / "config" / "samples.tsv").write_text("sample\tversion\ns1\tFROZEN\n")
     code = """
 import subprocess, sys
 open("config/samples.tsv").read(); open("config/units.yaml").read()

@@ -117,9 +117,7 @@ def test_code_files_inside_ignored_folders_are_added_back_but_not_from_envs_and_
     )
 
 
-def test_environments_and_caches_stay_out_even_when_not_ignored(
-    tmp_path: Path, mode: str
-) -> None:
+def test_environments_and_caches_stay_out_even_when_not_ignored(tmp_path: Path, mode: str) -> None:
     """A workflow without a .gitignore for its venv or caches: still not code."""
     envs_and_caches = {p: c for p, c in NOT_CODE.items() if "/clone/" not in p}
     root = _ignoring_tree(tmp_path / "repo", mode, "", envs_and_caches)

@@ -111,16 +111,24 @@ def test_submission_warnings_once_per_rule_and_refusals_that_say_what_to_do(
         "    shell: 'touch {output}'\n"
         "rule big:\n"
         "    output: 'big.txt'\n"
-        "    threads: 64\n"
+        "    threads: 8\n"
         "    shell: 'touch {output}'\n"
         "rule grouped:\n"
         "    output: 'grouped.txt'\n"
         "    group: 'g'\n"
-        "    threads: 64\n"
+        "    threads: 8\n"
         "    shell: 'touch {output}'\n"
     )
     result = run_snakemake(
-        workdir, "--executor", "frozen", "-j4", "--keep-going", "--max-threads", "64", check=False
+        workdir,
+        "--executor",
+        "frozen",
+        "-j4",
+        "--keep-going",
+        "--max-threads",
+        "8",
+        check=False,
+        timeout=180,
     )
     assert result.returncode != 0
     log = result.stdout + result.stderr
