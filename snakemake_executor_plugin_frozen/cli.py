@@ -81,6 +81,15 @@ def _parser() -> argparse.ArgumentParser:
         help="suffixes of code files added back although gitignored; replaces the default "
         f"({' '.join(DEFAULTS.code_suffixes)}); files named Snakefile always count",
     )
+    pack.add_argument(
+        "--allow-secrets",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="PATTERN",
+        help="gitignore-style patterns of files that look like credentials (.env, *.pem, "
+        "id_rsa, *token*, .ssh/, ...) to pack anyway; by default they are left out",
+    )
     size = pack.add_mutually_exclusive_group()
     size.add_argument(
         "--max-size-mb",
@@ -120,6 +129,7 @@ def _pack(args: argparse.Namespace) -> int:
         if args.code_suffixes is None
         else tuple(args.code_suffixes),
         exclude=tuple(args.exclude),
+        allow_secrets=tuple(args.allow_secrets),
         max_size_mb=DEFAULTS.max_size_mb if args.max_size_mb is None else args.max_size_mb,
         skip_size_check=args.skip_size_check,
     )

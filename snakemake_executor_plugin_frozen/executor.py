@@ -1,5 +1,6 @@
 """Glue between Snakemake and the snapshot engine, the batch script and the SLURM backend."""
 
+import filecmp
 import functools
 import os
 import shlex
@@ -62,6 +63,13 @@ class Executor(RemoteExecutor):
                 "Run on a SLURM login node, or use --frozen-submit local to run the jobs on "
                 "this machine from the same snapshot."
             )
+        scratch = self.settings.scratch
+        if scratch and not scratch.startswith(("/", "{")):
+            raise WorkflowError(
+                f"frozen: frozen-scratch {scratch!r} is a relative path: it would be resolved "
+                "in the working directory on each node (and land in the code). Give an "
+                "absolute node-local folder, e.g. '{LOCAL_SCRATCH}/frozen' or '/tmp'."
+            )
         self.backend = (
             LocalBackend()
             if self.settings.submit == "local"
@@ -83,6 +91,7 @@ class Executor(RemoteExecutor):
         self.code_root = Path()
         self.checked_rules: set[str] = set()
         self.warned: set[tuple[str, str]] = set()  # (rule, warning): said once per rule
+        self.placed: set[Path] = set()  # rule log folders that hold this run's snapshot
         self.logger.info(
             f"frozen: mode {self.settings.mode}, submit via {self.settings.submit}, "
             f"run {self.run_id}, logs in {self.logdir}"
@@ -100,6 +109,8 @@ class Executor(RemoteExecutor):
             exclude_folders=tuple(self.settings.exclude_folders),
             code_suffixes=tuple(self.settings.code_suffixes),
             exclude=tuple(self.settings.exclude),
+            allow_secrets=tuple(self.settings.allow_secrets),
+            option_prefix="--frozen-",
             max_size_mb=self.settings.max_size_mb,
             skip_size_check=self.settings.skip_size_check,
             extra_excluded_dirs=(self.logdir, store),
@@ -145,11 +156,13 @@ class Executor(RemoteExecutor):
         s = self.snapshot
         assert s is not None
         if s.added_back:
-            largest = sorted(s.added_back, key=lambda item: (-item[1], item[0]))[:3]
-            shown = ", ".join(f"{path} ({size / 1e3:.1f} kB)" for path, size in largest)
+            largest = sorted(s.added_back, key=lambda item: (-item[1], item[0]))
+            shown = ", ".join(f"{path} ({size / 1e3:.1f} kB)" for path, size in largest[:10])
+            more = f" and {len(largest) - 10} more" if len(largest) > 10 else ""
             self.logger.info(
-                f"frozen: {len(s.added_back)} gitignored file(s) packed for their code suffix "
-                f"(largest: {shown}); leave some out with --frozen-exclude or .frozenignore"
+                f"frozen: {len(s.added_back)} gitignored file(s) packed for their code suffix, "
+                f"largest first: {shown}{more}; leave some out with --frozen-exclude or "
+                ".frozenignore"
             )
         if s.data_excluded:
             self.logger.info(
@@ -211,12 +224,15 @@ class Executor(RemoteExecutor):
         rule, however many jobs: a hard link to the store, a copy across file systems."""
         assert self.snapshot is not None
         stem = f"code-{self.snapshot.id[:12]}"
+        if rule_dir in self.placed:
+            return rule_dir / (stem + ".tar.zst")
+        self.placed.add(rule_dir)
         for source, suffix in (
             (self.snapshot.archive, ".tar.zst"),
             (self.snapshot.manifest, ".json"),
         ):
             target = rule_dir / (stem + suffix)
-            if not target.exists():
+            if not is_same_file(source, target):
                 link_or_copy(source, target)
         return rule_dir / (stem + ".tar.zst")
 
@@ -404,10 +420,24 @@ def job_resources(job: JobExecutorInterface) -> dict[str, Any]:
 
 
 def write_executable(path: Path, text: str) -> None:
+    """The batch script, for its owner only: it names the job's paths and wildcard values."""
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.chmod(0o755)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o700)
+    with open(fd, "w") as script:
+        os.fchmod(script.fileno(), 0o700)  # whatever the umask or an older file said
+        script.write(text)
     os.replace(temporary, path)
+
+
+def is_same_file(source: Path, target: Path) -> bool:
+    """`target` is the store's file (its hard link) or a byte-identical copy: a rule-log
+    copy edited in place, or left from a damaged store entry, is placed again."""
+    try:
+        if os.path.samefile(source, target):
+            return True
+        return filecmp.cmp(source, target, shallow=False)
+    except OSError:
+        return False
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -415,5 +445,5 @@ def link_or_copy(source: Path, target: Path) -> None:
     try:
         os.link(source, temporary)
     except OSError:
-        shutil.copyfile(source, temporary)
+        shutil.copy2(source, temporary)  # with the store file's (read-only) mode
     os.replace(temporary, target)

@@ -89,6 +89,15 @@ class ExecutorSettings(ExecutorSettingsBase):
             "nargs": "+",
         },
     )
+    allow_secrets: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Gitignore-style patterns of files that look like credentials (.env*, "
+            "*.pem, *.key, id_rsa*, .netrc, *credential*, *secret*, *token*, .ssh/, .aws/, "
+            "...) to pack anyway; by default they are left out of the snapshot.",
+            "nargs": "+",
+        },
+    )
     max_size_mb: int = field(
         default=200,
         metadata={"help": "Refuse a snapshot whose selected files exceed this many MB."},

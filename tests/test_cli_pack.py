@@ -73,9 +73,12 @@ def test_human_summary(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert first.err == ""
     write(repo, "secrets.yaml", "token: 1\n")
     assert main(["pack", str(repo)]) == 0
-    assert "snakemake-frozen: warning: files that look like credentials" in capsys.readouterr().err
-    assert main(["pack", str(repo)]) == 0
-    assert "already stored, nothing written" in capsys.readouterr().out
+    left_out = capsys.readouterr()
+    assert "warning: 1 file(s) that look like credentials were left out" in left_out.err
+    assert "--allow-secrets PATTERN" in left_out.err
+    assert "already stored, nothing written" in left_out.out  # the same code as before
+    assert main(["pack", str(repo), "--allow-secrets", "secrets.yaml"]) == 0
+    assert "(stored)" in capsys.readouterr().out
 
 
 def test_selection_options(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -131,10 +134,12 @@ def test_refusals_exit_1_with_one_line(
 ) -> None:
     assert main(["pack", str(tmp_path / "missing")]) == 1
     assert main(["pack", str(repo), "--level", "99"]) == 1
+    assert main(["pack", str(repo), "--level", "-3"]) == 1  # zstd's fast levels: not offered
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
         f"snakemake-frozen: error: the code root {tmp_path / 'missing'} is not a folder",
         "snakemake-frozen: error: compression level 99 is out of range: use 1 to 22",
+        "snakemake-frozen: error: compression level -3 is out of range: use 1 to 22",
     ]
 
 

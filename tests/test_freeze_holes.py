@@ -102,7 +102,9 @@ def test_every_job_sees_the_submission_time_code_and_config(tmp_path: Path) -> N
     assert versions["twonode"] == ["node1 v1", "node2 v1"]
 
     # What the start-up said, and what the snapshot holds.
-    assert "1 gitignored file(s) packed for their code suffix (largest: gen/genmod.py" in output
+    assert (
+        "1 gitignored file(s) packed for their code suffix, largest first: gen/genmod.py" in output
+    )
     assert "1 workflow source(s) outside the code root packed too:" in output
     archive = next((workdir / ".snakemake" / "frozen_logs" / "rule_parse").glob("code-*.tar.zst"))
     files = {f["path"]: f for f in read_manifest(archive)["files"]}

@@ -193,8 +193,9 @@ def test_threads_and_cpus_per_task():
     assert "--cpus-per-task=8" in argv_for(threads=8)
     assert "--cpus-per-task=2" in argv_for({"cpus_per_task": 2}, threads=8)
     assert not any(a.startswith("--cpus") for a in argv_for({"cpus_per_task": -1}, threads=8))
+    assert "--cpus-per-task=1" in argv_for(threads=0)  # as the stock plugin
     with pytest.raises(SlurmSubmitError, match="threads"):
-        argv_for(threads=0)
+        argv_for(threads=-1)
 
 
 def test_gpu_job_tasks_and_cpus_per_gpu():

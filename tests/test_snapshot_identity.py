@@ -213,7 +213,7 @@ def test_of_two_racing_packs_the_first_stored_wins(repo: Path) -> None:
     store = Store(first.archive.parent)
     late = store.temp_path(".tar.zst")
     late.write_bytes(b"another archive of the same code")
-    earlier = store.commit(first.id, late, b'{"id": "late"}')
+    earlier = store.commit(first.id, late, b'{"id": "late"}', 0o444)
     assert earlier == json.loads(first.manifest.read_text())
     assert first.archive.read_bytes() != b"another archive of the same code"
     late.unlink()

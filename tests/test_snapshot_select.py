@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_snapshot_helpers import git, make_repo, pack_tree, packed, write
+from test_snapshot_helpers import git, make_repo, members, pack_tree, packed, write
 
 from snakemake_executor_plugin_frozen.snapshot import SnapshotError, read_manifest
 from snakemake_executor_plugin_frozen.snapshot.store import CACHEDIR_SIGNATURE
@@ -36,17 +36,53 @@ def test_gitignored_code_files_are_added_back_other_ignored_files_are_not(tmp_pa
         write(root, rel)
     (root / ".gitignore").write_text(ignore + "big.csv\n")
     result = pack_tree(root)
-    assert packed(result) == {
-        ".gitignore",
-        "a.py",
-        "local_settings.py",
-        "conf/secret.yaml",
-        "Snakefile",
-    }
+    assert packed(result) == {".gitignore", "a.py", "local_settings.py", "Snakefile"}
     manifest = result.manifest.read_text()
-    assert '"added_back": ["Snakefile", "conf/secret.yaml", "local_settings.py"]' in manifest
-    # A gitignored config named like a secret is packed, but never silently.
+    assert '"added_back": ["Snakefile", "local_settings.py"]' in manifest
+    # A gitignored config named like a secret stays out, and never silently.
     assert any("conf/secret.yaml" in w and "credentials" in w for w in result.warnings)
+
+
+SECRETS = (
+    ".env",
+    ".env.production",
+    "id_rsa",
+    "keys/id_ed25519",
+    "credentials.json",
+    ".netrc",
+    ".pypirc",
+    "certs/server.pem",
+    "certs/server.key",
+    "config/api_secret.yaml",
+    "hf_token.txt",
+    ".ssh/config",
+    ".aws/config",
+    ".gnupg/pubring.kbx",
+)
+
+
+def test_files_that_look_like_credentials_stay_out_tracked_or_not(tmp_path: Path) -> None:
+    tracked = {"a.py": "a", "tokenizer.py": "code, not a token", "keys/id_ed25519": "k"}
+    root = make_repo(tmp_path / "repo", tracked)
+    for rel in SECRETS:
+        write(root, rel, "hunter2")
+        (root / rel).chmod(0o600)
+    result = pack_tree(root)
+    assert packed(result) == {"a.py", "tokenizer.py"}
+    (warning,) = [w for w in result.warnings if "look like credentials" in w]
+    assert f"{len(SECRETS)} file(s)" in warning and "--allow-secrets" in warning
+    assert ".env" in warning and "credentials.json" in warning
+    names = [m.name for m in members(result.archive)]
+    assert not any(name.endswith(SECRETS) for name in names), names
+
+
+def test_secrets_are_packed_when_allowed_or_named_by_the_workflow(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "a"})
+    for rel in (".env", "certs/server.pem", "config/secrets.yaml"):
+        write(root, rel, "x")
+    result = pack_tree(root, allow_secrets=("certs/",), explicit=[root / "config/secrets.yaml"])
+    assert packed(result) == {"a.py", "certs/server.pem", "config/secrets.yaml"}
+    assert any("because the workflow names them" in w for w in result.warnings)
 
 
 @pytest.fixture(params=["git", "walk"])

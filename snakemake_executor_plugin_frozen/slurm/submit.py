@@ -286,7 +286,9 @@ def _cpu_args(res: Mapping[str, object], threads: int, job_label: str, gpu_job: 
     if gpu_job and _is_set(per_gpu := res.get("cpus_per_gpu")):
         n = _int(per_gpu, "cpus_per_gpu", job_label)
         return [] if n <= 0 else [f"--cpus-per-gpu={n}"]
-    return [f"--cpus-per-task={_int(threads, 'threads', job_label, minimum=1)}"]
+    # `threads: 0` still runs on one CPU (Snakemake runs it; SLURM refuses 0), as with the
+    # stock plugin.
+    return [f"--cpus-per-task={max(1, _int(threads, 'threads', job_label, minimum=0))}"]
 
 
 def build_sbatch_argv(

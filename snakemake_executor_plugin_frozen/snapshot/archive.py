@@ -53,8 +53,9 @@ def compression_options(level: int) -> dict:
     """zstd options for ``level``: frame checksum on, one worker thread per usable core (<= 8)."""
     zstd = _zstd()
     param = zstd.CompressionParameter
-    low, high = param.compression_level.bounds()
-    if not low <= level <= high or level == 0:
+    high = param.compression_level.bounds()[1]
+    # zstd's negative "fast" levels (and 0, its default) are not offered: 1 to 22.
+    if not 1 <= level <= high:
         raise SnapshotError(f"compression level {level} is out of range: use 1 to {high}")
     workers = min(8, len(os.sched_getaffinity(0)), param.nb_workers.bounds()[1])
     return {param.compression_level: level, param.checksum_flag: 1, param.nb_workers: workers}

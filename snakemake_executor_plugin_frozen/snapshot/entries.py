@@ -53,6 +53,7 @@ class Entry:
     source: str  # absolute path the content is read from (files only)
     key: StatKey | None  # stat of the content when selected (files only)
     outside: str  # real path of a file reached through a link leaving the root, else ""
+    readers: int = 0o044  # the group/other read bits of the file in the tree
 
     @property
     def mode(self) -> int:
@@ -63,7 +64,18 @@ class Entry:
 
 def _file_entry(path: str, source: str, st: os.stat_result, outside: str = "") -> Entry:
     key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)  # stat_key, inlined: hot
-    return Entry(path, FILE, st.st_size, bool(st.st_mode & stat.S_IXUSR), "", source, key, outside)
+    executable = bool(st.st_mode & stat.S_IXUSR)
+    return Entry(path, FILE, st.st_size, executable, "", source, key, outside, st.st_mode & 0o044)
+
+
+def copy_mode(entries: list[Entry]) -> int:
+    """The mode of the snapshot's own files (archive, manifest): read-only, and readable by
+    the group or others only if every file of the snapshot is: no copy is readable by more
+    people than the files it holds."""
+    readers = 0o044
+    for entry in entries:
+        readers &= entry.readers
+    return 0o400 | readers
 
 
 def _link_entry(root: str, path: str, full: str, real: str) -> Entry:
@@ -221,11 +233,12 @@ def check_size(entries: list[Entry], selection: Selection, settings: SelectionSe
     lines.extend(
         f"  {size / MB:10.2f} MB  {folder}/" for folder, size in _largest(folder_sizes, 10)
     )
+    option = settings.option
     lines.append(
         "Leave a file or folder out with a gitignore-style pattern such as '/path/to/folder/' "
-        "(the exclude setting, --exclude, or a .frozenignore file at the code root), or every "
-        "folder of a name with exclude_folders (--exclude-folders, which replaces the default "
-        "list); or raise max_size_mb (--max-size-mb), or set skip_size_check "
-        "(--skip-size-check)."
+        f"(the exclude setting, {option('exclude')}, or a .frozenignore file at the code root), "
+        f"or every folder of a name with exclude_folders ({option('exclude_folders')}, which "
+        f"replaces the default list); or raise max_size_mb ({option('max_size_mb')}), or set "
+        f"skip_size_check ({option('skip_size_check')})."
     )
     raise SnapshotError("\n".join(lines))

@@ -27,6 +27,15 @@ class SelectionSettings:
     # The workflow's outputs, logs and benchmarks (absolute; files or folders, existing or
     # not): data, never packed unless named explicitly. Paths outside the root are ignored.
     data: tuple[Path, ...] = ()
+    # Gitignore-style patterns of files that look like credentials but are packed anyway.
+    allow_secrets: tuple[str, ...] = ()
+    # How messages spell a setting: "--" for `snakemake-frozen pack`, "--frozen-" for
+    # snakemake, where the settings are executor options.
+    option_prefix: str = "--"
+
+    def option(self, name: str) -> str:
+        """The command line option of the setting ``name``."""
+        return self.option_prefix + name.replace("_", "-")
 
 
 DEFAULT_SETTINGS = SelectionSettings()

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .archive import MANIFEST_NAME, ArchiveWriter, compression_options
-from .entries import FILE, LINK, Entry, archive_prefix, check_size, inspect
+from .entries import FILE, LINK, Entry, archive_prefix, check_size, copy_mode, inspect
 from .hashing import StatCache, changed_error, read_verified, snapshot_id
 from .manifest import build_manifest, dumps
 from .model import DEFAULT_SETTINGS, PackResult, SelectionSettings, SnapshotError
@@ -86,7 +86,7 @@ def _write(
             writer.abort()
             raise
         record = {**manifest, "archive_sha256": archive_sha256, "archive_bytes": archive_bytes}
-        earlier = store.commit(snapshot, tmp, dumps(record))
+        earlier = store.commit(snapshot, tmp, dumps(record), copy_mode(entries))
     finally:
         tmp.unlink(missing_ok=True)
     return (record, True) if earlier is None else (earlier, False)
@@ -127,8 +127,18 @@ def pack(
         digests, contents, cache = _digests(entries, the_store, real_root)
         snapshot = snapshot_id(entries, digests, prefix)
         record = the_store.load_record(snapshot)
+        if record is not None and not the_store.intact(snapshot, record):
+            warnings = (
+                *warnings,
+                f"the stored archive {the_store.archive_path(snapshot)} no longer matched its "
+                "record (edited or damaged); it was made again from the tree",
+            )
+            the_store.discard(snapshot)
+            record = None
         created = False
-        if record is None:
+        if record is not None:
+            the_store.restrict(snapshot, copy_mode(entries))
+        else:
             manifest = build_manifest(
                 snapshot, selection, settings, the_store.path, entries, digests, warnings, prefix
             )

@@ -25,11 +25,17 @@ SECRET_PATTERNS = (
     "id_dsa*",
     "id_ecdsa*",
     "id_ed25519*",
-    "credentials*",
-    "secret*",
     ".netrc",
     ".pgpass",
+    ".pypirc",
+    "*credential*",
+    "*secret*",
+    "*token*",
 )
+# Code about tokens, not a token: tokenizer.py, tokenize.py, tokenization_utils.py.
+_NOT_SECRET = ("*tokeniz*",)
+# Folders whose every file is a credential.
+SECRET_FOLDERS = frozenset({".aws", ".ssh", ".gnupg"})
 
 # Environments and caches hold no code of the workflow, however many ``.py`` files they
 # have: they are hard-excluded wherever they lie. Folders so named:
@@ -94,10 +100,16 @@ def listing(paths: list[str], limit: int = 5) -> str:
 
 
 _SECRET = re.compile("|".join(translate(pattern) for pattern in SECRET_PATTERNS))
+_NOT_SECRET_RE = re.compile("|".join(translate(pattern) for pattern in _NOT_SECRET))
 
 
 def looks_secret(path: str) -> bool:
-    return _SECRET.match(path.rpartition("/")[2].lower()) is not None
+    """``path`` is named like a credential, or lies in a folder of credentials."""
+    folder, _, name = path.rpartition("/")
+    name = name.lower()
+    if _SECRET.match(name) and not _NOT_SECRET_RE.match(name):
+        return True
+    return not SECRET_FOLDERS.isdisjoint(folder.lower().split("/"))
 
 
 @dataclass(frozen=True)

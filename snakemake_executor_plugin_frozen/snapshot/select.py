@@ -25,6 +25,10 @@ Rules, highest priority first:
 6. ``.frozenignore`` at the code root and the ``exclude`` setting (gitignore syntax) remove
    files found by rules 4 and 5. They are the user's last word about this tool's selection,
    so they also remove code files; only explicitly named files (rule 2) survive them.
+7. Files that look like credentials (``rules.looks_secret``: ``.env``, ``*.pem``, ``id_rsa``,
+   ``*token*``, ``.ssh/``, ...), tracked or not, are left out of what rules 4 and 5 found,
+   with a warning naming them, unless an ``allow_secrets`` pattern admits them. Explicitly
+   named ones are packed, with a warning.
 """
 
 from __future__ import annotations
@@ -217,6 +221,9 @@ def select(
     for path in added_back:
         if not rules.user_excluded(path):
             origin[path] = ADDED_BACK
+    secrets = _secrets(origin, settings.allow_secrets)
+    for path in secrets:
+        del origin[path]
     for path in named:
         origin[path] = EXPLICIT
 
@@ -224,6 +231,19 @@ def select(
     data_excluded = [p for p in (*data_included, *data_added) if p not in origin]
     data_excluded += (f"{d}/" for d in found.data_folders)
     warnings += _warnings(found, rules, origin, dropped)
+    if secrets:
+        warnings.append(
+            f"{len(secrets)} file(s) that look like credentials were left out of the snapshot: "
+            f"{listing(secrets, limit=20)}; to pack some anyway, name them with "
+            f"{settings.option('allow_secrets')} PATTERN (gitignore syntax)"
+        )
+    named_secrets = [p for p in named if looks_secret(p)]
+    if named_secrets:
+        warnings.append(
+            "files that look like credentials are packed because the workflow names them "
+            f"(config files, scripts): {listing(named_secrets)}; the snapshot's copies are "
+            "no more readable than these files"
+        )
     return Selection(
         root=root,
         paths=sorted(origin),
@@ -236,6 +256,14 @@ def select(
         ],
         data_excluded=sorted(data_excluded),
         warnings=warnings,
+    )
+
+
+def _secrets(origin: dict[str, str], allowed: tuple[str, ...]) -> list[str]:
+    """Selected files that look like credentials and no ``allowed`` pattern admits."""
+    spec = compile_ignore(allowed)
+    return sorted(
+        p for p in origin if looks_secret(p) and not (spec is not None and spec.match_file(p))
     )
 
 
@@ -262,16 +290,5 @@ def _warnings(
         warnings.append(
             "ignored folders that cannot be listed were skipped (no code file in them was "
             f"added back): {listing(sorted(found.unlisted))}"
-        )
-    secrets = sorted(
-        p
-        for p, how in origin.items()
-        if how != EXPLICIT and p not in found.tracked and looks_secret(p)
-    )
-    if secrets:
-        warnings.append(
-            "files that look like credentials are packed although git does not track them: "
-            f"{listing(secrets)}; exclude them (.frozenignore or the exclude setting) if "
-            "they hold secrets"
         )
     return warnings

@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,7 +45,7 @@ class Store:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             if not (self.path / CACHEDIR_TAG).exists():
-                self.write_atomic(self.path / CACHEDIR_TAG, _TAG_TEXT)
+                self.write_atomic(self.path / CACHEDIR_TAG, _TAG_TEXT, 0o644)
         except OSError as e:
             raise SnapshotError(
                 f"cannot create the snapshot store {self.path}: {e.strerror}"
@@ -70,17 +71,43 @@ class Store:
     def temp_path(self, suffix: str) -> Path:
         return self.path / f".tmp-{os.getpid()}-{secrets.token_hex(6)}{suffix}"
 
-    def write_atomic(self, path: Path, data: bytes) -> None:
+    def write_atomic(self, path: Path, data: bytes, mode: int = 0o600) -> None:
+        """Write ``path`` through a temporary file; ``mode`` exactly, whatever the umask."""
         tmp = self.temp_path(path.suffix)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             with open(fd, "wb") as f:
                 f.write(data)
                 f.flush()
+                os.fchmod(f.fileno(), mode)
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def intact(self, snapshot_id: str, record: dict) -> bool:
+        """The stored archive still has the sha256 its record names (an in-place edit of a
+        rule-log copy, which is a hard link to it, would change both)."""
+        from .hashing import file_sha256  # hashing needs the entries, which need the store
+
+        try:
+            return file_sha256(self.archive_path(snapshot_id)) == record["archive_sha256"]
+        except SnapshotError:
+            return False
+
+    def discard(self, snapshot_id: str) -> None:
+        """Remove a damaged snapshot (record first: without it the archive counts as absent)."""
+        with self._locked():
+            self.record_path(snapshot_id).unlink(missing_ok=True)
+            self.archive_path(snapshot_id).unlink(missing_ok=True)
+
+    def restrict(self, snapshot_id: str, mode: int) -> None:
+        """Take away the read bits ``mode`` lacks (a file of the snapshot became private),
+        and every write bit (snapshots are read-only); never widen."""
+        for path in (self.archive_path(snapshot_id), self.record_path(snapshot_id)):
+            current = stat.S_IMODE(path.stat().st_mode)
+            if current & ~mode:
+                path.chmod(current & mode)
 
     def clock_stamp(self) -> int:
         """The current time as this filesystem stamps files (its clock and granularity)."""
@@ -104,8 +131,9 @@ class Store:
         finally:
             os.close(fd)
 
-    def commit(self, snapshot_id: str, archive: Path, record: bytes) -> dict | None:
-        """Move a finished archive in and write its record, unless ``snapshot_id`` is stored.
+    def commit(self, snapshot_id: str, archive: Path, record: bytes, mode: int) -> dict | None:
+        """Move a finished archive in and write its record, both with ``mode``, unless
+        ``snapshot_id`` is stored.
 
         Returns None when this call stored it, or the record of the pack that was first.
         """
@@ -113,6 +141,7 @@ class Store:
             existing = self.load_record(snapshot_id)
             if existing is not None:
                 return existing
+            archive.chmod(mode)
             os.replace(archive, self.archive_path(snapshot_id))
-            self.write_atomic(self.record_path(snapshot_id), record)
+            self.write_atomic(self.record_path(snapshot_id), record, mode)
             return None

@@ -1,0 +1,70 @@
+"""A run's copies of the code are no more readable than the code, secrets stay out, and a
+damaged record is repaired by the next run (local submission: no SLURM needed)."""
+
+import stat
+from pathlib import Path
+
+from conftest import run_snakemake
+
+from snakemake_executor_plugin_frozen.snapshot import read_manifest
+from snakemake_executor_plugin_frozen.snapshot.hashing import file_sha256
+
+LOCAL = ("--executor", "frozen", "--frozen-submit", "local", "-j1")
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def make_workflow(tmp_path: Path) -> Path:
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    (workdir / "Snakefile").write_text(
+        "rule a:\n    output: 'out.txt'\n    shell: 'cat private_helper.py > {output}'\n"
+    )
+    (workdir / "private_helper.py").write_text("KEY = 'not for others'\n")
+    (workdir / "private_helper.py").chmod(0o600)
+    for secret in (".env", "id_rsa", "api_token.txt"):
+        (workdir / secret).write_text("hunter2\n")
+        (workdir / secret).chmod(0o600)
+    return workdir
+
+
+def test_copies_are_private_and_secrets_stay_out(tmp_path: Path) -> None:
+    workdir = make_workflow(tmp_path)
+    result = run_snakemake(workdir, *LOCAL)
+    rule_dir = workdir / ".snakemake" / "frozen_logs" / "rule_a"
+    (archive,) = rule_dir.glob("code-*.tar.zst")
+    (manifest,) = rule_dir.glob("code-*.json")
+    (script,) = rule_dir.glob("job-*.sh")
+    store = workdir / ".snakemake" / "frozen" / "snapshots"
+    assert {p.name: mode(p) for p in (archive, manifest, script)} == {
+        archive.name: 0o400,
+        manifest.name: 0o400,
+        script.name: 0o700,
+    }
+    snapshot_files = [*store.glob("*.tar.zst"), *store.glob("[0-9a-f]*.json")]
+    assert {mode(p) for p in snapshot_files} == {0o400}
+    assert [mode(p) for p in store.glob("statcache-*")] == [0o600]  # paths and hashes
+    packed = {f["path"] for f in read_manifest(archive)["files"]}
+    assert packed == {"Snakefile", "private_helper.py"}
+    warning = next(line for line in result.stderr.splitlines() if "look like credentials" in line)
+    assert all(name in warning for name in (".env", "id_rsa", "api_token.txt"))
+    assert "--frozen-allow-secrets" in warning
+
+
+def test_a_damaged_rule_log_copy_is_repaired_by_the_next_run(tmp_path: Path) -> None:
+    workdir = make_workflow(tmp_path)
+    run_snakemake(workdir, *LOCAL)
+    (archive,) = (workdir / ".snakemake" / "frozen_logs" / "rule_a").glob("code-*.tar.zst")
+    record = archive.with_suffix("").with_suffix(".json")
+    archive.chmod(0o600)
+    with open(archive, "r+b") as damaged:  # in place: the store's hard link changes too
+        damaged.seek(100)
+        damaged.write(b"\0" * 16)
+    again = run_snakemake(workdir, *LOCAL, "--forceall")
+    assert "no longer matched its record" in again.stderr
+    # Made again (a new creation time, so new archive bytes), and the copy beside the logs
+    # is the new one, matching its record there.
+    assert file_sha256(archive) == read_manifest(record)["archive_sha256"]
+    assert mode(archive) == 0o400

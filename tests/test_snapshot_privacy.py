@@ -1,0 +1,51 @@
+"""No copy is readable by more people than the files it holds, and the store repairs what
+was damaged instead of serving it."""
+
+import stat
+from pathlib import Path
+
+from test_snapshot_helpers import make_repo, pack_tree, write
+
+from snakemake_executor_plugin_frozen.snapshot.hashing import file_sha256
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_snapshot_files_are_read_only_and_as_private_as_the_most_private_file(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "a"})
+    (repo / "a.py").chmod(0o644)
+    public = pack_tree(repo)
+    assert (mode(public.archive), mode(public.manifest)) == (0o444, 0o444)
+    stat_cache = next(public.archive.parent.glob("*cache*"))
+    assert mode(stat_cache) == 0o600  # paths and hashes of the whole tree
+
+    write(repo, "group_only.py", "g", mode=0o640)
+    grouped = pack_tree(repo)
+    assert (mode(grouped.archive), mode(grouped.manifest)) == (0o440, 0o440)
+
+    # Made private after it was stored: same code, same id, and the stored copy follows.
+    (repo / "group_only.py").chmod(0o600)
+    private = pack_tree(repo)
+    assert private.id == grouped.id and not private.created
+    assert (mode(private.archive), mode(private.manifest)) == (0o400, 0o400)
+    # ... and never widens again.
+    (repo / "group_only.py").chmod(0o644)
+    assert mode(pack_tree(repo).archive) == 0o400
+
+
+def test_a_damaged_store_entry_is_made_again_not_served(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "a" * 10_000})
+    first = pack_tree(repo)
+    data = bytearray(first.archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    first.archive.chmod(0o644)  # a careless edit of the "record" in the rule logs
+    first.archive.write_bytes(bytes(data))
+    again = pack_tree(repo)
+    assert again.id == first.id and again.created
+    assert any("no longer matched its record" in w for w in again.warnings)
+    assert file_sha256(again.archive) == again.archive_sha256
+    assert mode(again.archive) == 0o444
