@@ -3,9 +3,9 @@
 import filecmp
 import functools
 import os
-import shlex
 import shutil
 import sys
+import time
 import uuid
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -16,7 +16,7 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 
-from snakemake_executor_plugin_frozen import jobscript
+from snakemake_executor_plugin_frozen import jobscript, shellwords
 from snakemake_executor_plugin_frozen.backends import LocalBackend, SbatchBackend
 from snakemake_executor_plugin_frozen.leaks import shell_leaks
 from snakemake_executor_plugin_frozen.settings import ExecutorSettings
@@ -36,7 +36,8 @@ from snakemake_executor_plugin_frozen.snapshot import (
     pack,
     read_manifest,
 )
-from snakemake_executor_plugin_frozen.snapshot.rules import compile_ignore
+from snakemake_executor_plugin_frozen.snapshot.drift import edited_since
+from snakemake_executor_plugin_frozen.snapshot.rules import compile_ignore, listing, looks_secret
 from snakemake_executor_plugin_frozen.workflow_sources import (
     changed_since,
     code_root_for,
@@ -122,6 +123,7 @@ class Executor(RemoteExecutor):
                 *runtime_cached_sources(self.workflow),
             }
         )
+        self.snapshot_taken = time.time()
         try:
             self.snapshot = pack(
                 self.code_root,
@@ -157,12 +159,10 @@ class Executor(RemoteExecutor):
         assert s is not None
         if s.added_back:
             largest = sorted(s.added_back, key=lambda item: (-item[1], item[0]))
-            shown = ", ".join(f"{path} ({size / 1e3:.1f} kB)" for path, size in largest[:10])
-            more = f" and {len(largest) - 10} more" if len(largest) > 10 else ""
+            shown = listing([f"{path} ({size / 1e3:.1f} kB)" for path, size in largest], 10)
             self.logger.info(
                 f"frozen: {len(s.added_back)} gitignored file(s) packed for their code suffix, "
-                f"largest first: {shown}{more}; leave some out with --frozen-exclude or "
-                ".frozenignore"
+                f"largest first: {shown}; leave some out with --frozen-exclude or .frozenignore"
             )
         if s.data_excluded:
             self.logger.info(
@@ -173,8 +173,7 @@ class Executor(RemoteExecutor):
         if outside:
             self.logger.info(
                 f"frozen: {len(outside)} workflow source(s) outside the code root packed too: "
-                + ", ".join(map(str, outside[:5]))
-                + (f" and {len(outside) - 5} more" if len(outside) > 5 else "")
+                + listing([str(p) for p in outside])
             )
 
     def warn_missing_modules(self) -> None:
@@ -192,12 +191,15 @@ class Executor(RemoteExecutor):
             culprits = [
                 p for p in patterns if (spec := compile_ignore([p])) and spec.match_file(relative)
             ]
-            why = (
-                f"left out by the pattern(s) {', '.join(map(repr, culprits))} "
-                "(--frozen-exclude or .frozenignore)"
-                if culprits
-                else "not selected (hard-excluded folder or ignored)"
-            )
+            if culprits:
+                why = (
+                    f"left out by the pattern(s) {', '.join(map(repr, culprits))} "
+                    "(--frozen-exclude or .frozenignore)"
+                )
+            elif looks_secret(relative):
+                why = "left out as it looks like a credential (--frozen-allow-secrets packs it)"
+            else:
+                why = "not selected (hard-excluded folder or ignored)"
             self.logger.warning(
                 f"frozen: module {name} ({path}) was imported by the workflow but is not in "
                 f"the snapshot: {why}. Jobs will import the live file or fail; remove the "
@@ -214,7 +216,7 @@ class Executor(RemoteExecutor):
         """The snapshot's paths, relative to the code root."""
         return frozenset(f["path"] for f in self.manifest["files"])
 
-    def in_copy(self, path: Path) -> str:
+    def in_copy(self, path: Path) -> shellwords.ShellWord:
         """A live source file as a node-side path in the extracted copy (a source outside
         the code root lies above the copy of the code root, at the same relative place)."""
         return jobscript.frozen_path(os.path.relpath(path.resolve(), self.code_root))
@@ -243,13 +245,13 @@ class Executor(RemoteExecutor):
         return self.settings.mode == "freeze"
 
     def get_python_executable(self) -> str:
-        python = super().get_python_executable()
+        python = shellwords.quote(super().get_python_executable())
         if not self.freezing:
             return python
         # -P: `python -m snakemake` would put the live workdir first on sys.path, ahead of
         # the frozen copy on PYTHONPATH. The job's log lists the reads of code-root files
         # its Snakemake served from the snapshot (jobsite/sitecustomize.py).
-        return f"FROZEN_REPORT_READS=1 {shlex.quote(python)} -P"
+        return f"FROZEN_REPORT_READS=1 {python} -P"
 
     def get_snakefile(self) -> str:
         if not self.freezing:
@@ -269,6 +271,41 @@ class Executor(RemoteExecutor):
         if replace:
             args.append("--replace-workflow-config")
         return " ".join(args)
+
+    def format_job_exec(self, job: JobExecutorInterface) -> str:
+        """Snakemake's command for the job, every value quoted for bash.
+
+        Snakemake's own formatting quotes values for Python and pastes "already quoted"
+        ones raw (code runs on the node from a path or a wildcard value); within our call
+        its value formatters quote for bash instead (`shellwords.bash_quoted_cli`, which says
+        why that is safe). A value the job's Snakemake would not get back intact (a NUL, an
+        option-like `-x`, a wildcard value `--target-jobs` mangles, a line break in a
+        `--wait-for-files-file`) is refused here, before anything is submitted.
+        """
+        what = shellwords.describe(job.name, job_wildcards(job), group=job.is_group())
+        try:
+            with shellwords.bash_quoted_cli() as formatting:
+                command = super().format_job_exec(job)
+        except shellwords.RefusedValue as e:
+            raise WorkflowError(f"frozen: {what} not submitted: {e}") from None
+        except UnicodeEncodeError as e:  # Snakemake's own --wait-for-files-file
+            raise WorkflowError(f"frozen: {what} not submitted: a path is not text: {e}") from None
+        problem = shellwords.target_jobs_problem(job.get_target_spec())
+        if problem is None and "--wait-for-files-file" in command:
+            problem = shellwords.wait_files_problem([self.tmpdir, *job.get_wait_for_files()])
+        if problem is None and formatting.calls == 0:
+            problem = (
+                "this version of snakemake-interface-executor-plugins no longer formats job "
+                "arguments through format_cli_pos_arg, so they cannot be quoted for bash"
+            )
+        if problem is None and not command.isprintable():
+            problem = (
+                "its command holds a control character outside quotes (from --precommand, "
+                f"or a value Snakemake passed unquoted): {shellwords.shown(command)}"
+            )
+        if problem is not None:
+            raise WorkflowError(f"frozen: {what} not submitted: {problem}")
+        return command
 
     def frozen_entry(self, archive: Path) -> jobscript.FrozenEntry | None:
         if not self.freezing or self.snapshot is None:
@@ -395,6 +432,18 @@ class Executor(RemoteExecutor):
                     job_info, msg=f"{end.message}\nSLURM log: {log}\n", aux_logs=[str(log)]
                 )
         self.next_seconds_between_status_checks = self.poll_interval.next(finished=bool(ends))
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        if self.snapshot is None or not self.freezing:
+            return
+        edited = edited_since(self.manifest, self.snapshot_taken)
+        if edited:
+            self.logger.info(
+                f"frozen: {len(edited)} file(s) of the code were edited during this run "
+                f"({listing(edited, limit=10)}); the jobs ran the versions of snapshot "
+                f"{self.snapshot.id[:12]}."
+            )
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
         job_ids = list(dict.fromkeys([j.external_jobid for j in active_jobs] + [*self.unfinished]))

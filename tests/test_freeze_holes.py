@@ -110,6 +110,8 @@ def test_every_job_sees_the_submission_time_code_and_config(tmp_path: Path) -> N
     files = {f["path"]: f for f in read_manifest(archive)["files"]}
     assert files["../shared/params.yaml"]["original"] == str(tmp_path / "shared" / "params.yaml")
     assert "gen/genmod.py" in files
+    # The end of the run says what was edited meanwhile.
+    assert "7 file(s) of the code were edited during this run" in output
     # The parse job's log says which reads its Snakemake served from the snapshot.
     log = next((workdir / ".snakemake" / "frozen_logs" / "rule_parse").glob("*.log")).read_text()
     assert "config/samples.tsv  (the live file differs: edited since submission)" in log

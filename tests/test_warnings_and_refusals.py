@@ -141,3 +141,21 @@ def test_submission_warnings_once_per_rule_and_refusals_that_say_what_to_do(
     assert any("group g" in line for line in refusals), log
     assert "--max-threads" in log and "--set-threads" in log
     assert "attempt 1 of" not in log
+
+
+def test_a_module_the_workflow_imports_but_the_snapshot_lacks_is_named(tmp_path: Path) -> None:
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    (workdir / "mymod.py").write_text("VALUE = 1\n")
+    (workdir / "Snakefile").write_text(
+        "import mymod\nrule a:\n    output: 'a.txt'\n    shell: 'touch {output}'\n"
+    )
+    result = run_snakemake(
+        workdir, "--executor", "frozen", "--frozen-submit", "local", "-j1",
+        "--frozen-exclude", "mymod.py", check=False,
+    )  # fmt: skip
+    (warning,) = [line for line in result.stderr.splitlines() if "module mymod" in line]
+    assert "'mymod.py'" in warning and "--frozen-exclude" in warning
+    # Without the pattern there is nothing to say.
+    quiet = run_snakemake(workdir, "--executor", "frozen", "--frozen-submit", "local", "-j1")
+    assert "module mymod" not in quiet.stderr
