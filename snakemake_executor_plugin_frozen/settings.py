@@ -1,4 +1,4 @@
-"""The `--frozen-*` settings (profile keys `frozen-*`).
+"""The `--frozen-*` settings (profile keys `frozen-*`) and the plugin's common settings.
 
 Kept free of heavy imports: Snakemake imports every installed executor plugin on every run
 to build its command line parser.
@@ -6,7 +6,7 @@ to build its command line parser.
 
 from dataclasses import dataclass, field
 
-from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
+from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
 
 MODES = ("freeze", "archive", "off")
 SUBMITTERS = ("sbatch", "local")
@@ -115,3 +115,18 @@ class ExecutorSettings(ExecutorSettingsBase):
     requeue: bool = field(
         default=False, metadata={"help": "Let SLURM requeue jobs after node failure or preemption."}
     )
+
+
+common_settings = CommonSettings(
+    non_local_exec=True,
+    implies_no_shared_fs=False,
+    # frozen makes and ships its own snapshot; Snakemake's source upload is for clusters
+    # without a shared file system.
+    job_deploy_sources=False,
+    pass_default_storage_provider_args=True,
+    pass_default_resources_args=True,
+    # Jobs are started with `sbatch --export=ALL`, which carries the environment over.
+    pass_envvar_declarations_to_cmd=False,
+    auto_deploy_default_storage_provider=False,
+    init_seconds_before_status_checks=1,
+)

@@ -44,3 +44,15 @@ def test_import_is_cheap() -> None:
         "assert 'snakemake.workflow' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_node_side_imports_nothing_of_snakemake() -> None:
+    """Every job runs the node helper twice; it must not pay for Snakemake's interfaces."""
+    code = (
+        "import sys\n"
+        "import snakemake_executor_plugin_frozen.node\n"
+        "loaded = [m for m in sys.modules if m.startswith('snakemake')]\n"
+        "assert loaded == ['snakemake_executor_plugin_frozen',"
+        " 'snakemake_executor_plugin_frozen.node'], loaded\n"
+    )
+    subprocess.run([sys.executable, "-P", "-c", code], check=True)

@@ -95,7 +95,7 @@ class _SnapshotReads:
             self.written.add(live)
             return None
         if _within(live, self.code_root):
-            relative = live[len(self.code_root) + 1 :]
+            relative = live[len(self.code_root) :].lstrip("/")
         elif self.outside:
             relative = os.path.relpath(live, self.code_root)
         else:
