@@ -2,11 +2,18 @@
 
 A script file rather than `sbatch --wrap`: `--wrap` would expand `$FROZEN_DIR` on the login
 node, and long command lines hit SLURM's submit line limit.
+
+Every value in the script is one bash word that gives back exactly that value
+(`shellwords.quote`); the only words that expand on the node are our own `"$FROZEN_DIR/..."`
+(`frozen_path`) and the variables of the lines below. The job's command comes quoted the same
+way from `Executor.format_job_exec`. The comment line holds no control character
+(`shellwords.visible`): a newline there would start a line of code, or an `#SBATCH` directive.
 """
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
+
+from snakemake_executor_plugin_frozen.shellwords import ShellWord, join, quote, visible
 
 
 @dataclass(frozen=True)
@@ -28,15 +35,17 @@ def double_quoted(text: str) -> str:
     return "".join("\\" + c if c in '"$`\\' else c for c in text)
 
 
-def frozen_path(relative: str) -> str:
+def frozen_path(relative: str) -> ShellWord:
     """A shell word for a path inside the extracted copy, expanded on the node."""
-    return f'"$FROZEN_DIR/{double_quoted(relative)}"'
+    if relative.isprintable():
+        return ShellWord(f'"$FROZEN_DIR/{double_quoted(relative)}"')
+    return ShellWord(f'"$FROZEN_DIR/"{quote(relative)}')
 
 
 def render(description: str, job_command: str, entry: FrozenEntry | None) -> str:
     lines = [
         "#!/bin/bash",
-        f"# snakemake-executor-plugin-frozen: {description}",
+        f"# snakemake-executor-plugin-frozen: {visible(description)}",
         "set -euo pipefail",
     ]
     if entry is not None:
@@ -46,7 +55,7 @@ def render(description: str, job_command: str, entry: FrozenEntry | None) -> str
 
 
 def _frozen_lines(entry: FrozenEntry) -> list[str]:
-    node = f"{shlex.quote(entry.python)} -P -m snakemake_executor_plugin_frozen.node"
+    node = f"{quote(entry.python)} -P -m snakemake_executor_plugin_frozen.node"
     snapshot = [
         "--archive", str(entry.archive),
         "--sha256", entry.archive_sha256,
@@ -55,7 +64,7 @@ def _frozen_lines(entry: FrozenEntry) -> list[str]:
         *(["--prefix", entry.prefix] if entry.prefix else []),
         *(["--keep"] if entry.keep_extracted else []),
     ]  # fmt: skip
-    enter = shlex.join(["enter", *snapshot, "--scratch", entry.scratch])
+    enter = join(["enter", *snapshot, "--scratch", entry.scratch])
     # The other nodes of a multi-node job get their own copy at the same path, so that
     # ranks started there (srun, MPI) find what FROZEN_DIR and PYTHONPATH name.
     every_node = (
@@ -63,7 +72,7 @@ def _frozen_lines(entry: FrozenEntry) -> list[str]:
         "--ntasks-per-node=1 --overlap --kill-on-bad-exit=1 --quiet"
     )
     multi_node = '[ "${SLURM_JOB_NUM_NODES:-1}" -gt 1 ]'
-    on_every_node = shlex.join(["enter", *snapshot])
+    on_every_node = join(["enter", *snapshot])
     return [
         # An assignment keeps `enter`'s exit status, so `set -e` stops a job whose
         # snapshot cannot be verified or extracted; `eval "$(...)"` would hide it.

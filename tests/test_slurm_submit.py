@@ -361,9 +361,15 @@ def test_paths_must_be_absolute(changes):
         build_sbatch_argv(spec(**changes))
 
 
-def test_placeholder_in_log_directory_rejected():
-    with pytest.raises(SlurmSubmitError, match="placeholders"):
-        build_sbatch_argv(spec(log_path=Path("/w/logs/%x/%j.log")))
+def test_percent_in_log_directory_escaped_and_backslash_rejected():
+    """SLURM (22.05 on the test cluster) writes `%%` as `%`; a backslash switches its patterns
+    off and is dropped, so the log would land elsewhere."""
+    escaped = spec(log_path=Path("/w/100%j/%j.log"))
+    argv, _ = build_sbatch_argv(escaped)
+    assert argv[argv.index("--output") + 1] == "/w/100%%j/%j.log"
+    assert escaped.log_file("42") == Path("/w/100%j/42.log")
+    with pytest.raises(SlurmSubmitError, match="backslash"):
+        build_sbatch_argv(spec(log_path=Path("/w/a\\b/%j.log")))
 
 
 def test_wildcard_helpers():

@@ -69,7 +69,7 @@ class JobSpec:
 
     def log_file(self, job_id: str) -> Path:
         """The log of the submitted job `job_id` (what SLURM makes of %j)."""
-        return Path(str(self.log_path).replace("%j", job_id))
+        return self.log_path.with_name(self.log_path.name.replace("%j", job_id))
 
 
 @dataclass(frozen=True)
@@ -209,13 +209,19 @@ def _check_paths(spec: JobSpec) -> None:
         if not path.is_absolute():
             # A relative --output is resolved against -D, not the submit directory.
             raise SlurmSubmitError(f"{spec.job_label}: the {what} must be absolute: {path}")
-    if "%" in str(spec.log_path.parent):
-        # The directory must exist before sbatch; SLURM < 23.02 does not create it, and a
-        # placeholder there would make SLURM write elsewhere.
+    if "\\" in str(spec.log_path):
+        # A backslash turns SLURM's %-patterns off and is dropped from the name: the job
+        # would fail without a log (a '%' in the directory is escaped, see _output_pattern).
         raise SlurmSubmitError(
-            f"{spec.job_label}: the log directory must not contain '%' placeholders: "
-            f"{spec.log_path.parent}"
+            f"{spec.job_label}: the log path must not contain a backslash (SLURM would drop "
+            f"it and write no log): {spec.log_path}"
         )
+
+
+def _output_pattern(log_path: Path) -> str:
+    """``--output`` for ``log_path``: a ``%`` in its directory (a working directory such as
+    ``100%``) written ``%%``, so that only the file name's ``%j`` is a SLURM pattern."""
+    return str(log_path.parent).replace("%", "%%") + "/" + log_path.name
 
 
 def _gpu_args(res: Mapping[str, object], job_label: str) -> list[str]:
@@ -309,7 +315,7 @@ def build_sbatch_argv(
         "--job-name",
         spec.job_name,
         "--output",
-        str(spec.log_path),
+        _output_pattern(spec.log_path),
         "--export=ALL",
         "--comment",
         spec.comment,
@@ -377,10 +383,10 @@ def _joined_values(wildcards: Mapping[str, str]) -> str:
 def wildcards_dir(wildcards: Mapping[str, str]) -> str:
     """Log directory part for a job's wildcards: values joined by ``_``, ``/`` -> ``_``.
 
-    ``%`` also becomes ``_`` (SLURM would expand it), and overlong results are shortened
+    ``%`` and ``\\`` also become ``_`` (SLURM patterns), and overlong results are shortened
     with a hash suffix so the directory name stays valid and unique.
     """
-    joined = _joined_values(wildcards).replace("%", "_")
+    joined = _joined_values(wildcards).replace("%", "_").replace("\\", "_")
     if len(joined.encode()) <= _MAX_WILDCARDS_DIR:
         return joined
     digest = hashlib.sha256(joined.encode()).hexdigest()[:16]
