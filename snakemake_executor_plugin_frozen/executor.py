@@ -472,7 +472,7 @@ def write_executable(path: Path, text: str) -> None:
     """The batch script, for its owner only: it names the job's paths and wildcard values."""
     temporary = path.with_name(f".{path.name}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o700)
-    with open(fd, "w") as script:
+    with open(fd, "w", encoding="utf-8", errors="surrogateescape") as script:
         os.fchmod(script.fileno(), 0o700)  # whatever the umask or an older file said
         script.write(text)
     os.replace(temporary, path)

@@ -379,6 +379,9 @@ def test_wildcard_helpers():
     assert wildcards_dir(wildcards) == "a_x_y"
     assert wildcards_dir({}) == ""
     assert wildcards_dir({"p": "50%"}) == "50_"
+    # A value that is not UTF-8 (a file name read from disk) is a folder name all the same.
+    assert wildcards_dir({"f": "caf\udce9"}) == "caf\udce9"
+    assert len(wildcards_dir({"f": "\udce9" * 300}).encode(errors="surrogateescape")) <= 255
 
 
 def test_long_wildcards_dir_is_shortened_uniquely():

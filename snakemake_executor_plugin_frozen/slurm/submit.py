@@ -387,10 +387,11 @@ def wildcards_dir(wildcards: Mapping[str, str]) -> str:
     with a hash suffix so the directory name stays valid and unique.
     """
     joined = _joined_values(wildcards).replace("%", "_").replace("\\", "_")
-    if len(joined.encode()) <= _MAX_WILDCARDS_DIR:
+    raw = joined.encode(errors="surrogateescape")  # file names need not be UTF-8
+    if len(raw) <= _MAX_WILDCARDS_DIR:
         return joined
-    digest = hashlib.sha256(joined.encode()).hexdigest()[:16]
-    head = joined.encode()[: _MAX_WILDCARDS_DIR - 17].decode(errors="ignore")
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    head = raw[: _MAX_WILDCARDS_DIR - 17].decode(errors="ignore")
     return f"{head}_{digest}"
 
 
