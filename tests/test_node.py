@@ -5,6 +5,7 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,8 +16,8 @@ from snakemake_executor_plugin_frozen.node import (
     JOBSITE,
     NodeError,
     frozen_pythonpath,
+    open_user_folder,
     resolve_scratch,
-    user_directory,
 )
 from snakemake_executor_plugin_frozen.snapshot import PackResult, pack
 
@@ -39,6 +40,14 @@ def test_scratch_placeholders_are_filled_on_the_node() -> None:
 def test_scratch_placeholder_for_an_unset_variable_names_it() -> None:
     with pytest.raises(NodeError, match=r"frozen-scratch.*\{LOCAL\}.*\$LOCAL is not set"):
         resolve_scratch("{LOCAL}/frozen", {})
+
+
+def test_a_relative_scratch_is_refused_naming_the_setting() -> None:
+    """It would land in the job's working directory: the live workflow."""
+    with pytest.raises(NodeError, match=r"setting frozen-scratch '\{SUB\}/x' .* relative"):
+        resolve_scratch("{SUB}/x", {"SUB": "scratch"})
+    with pytest.raises(NodeError, match=r"\$TMPDIR .* relative path 'tmp'.*working directory"):
+        resolve_scratch("", {"TMPDIR": "tmp"})
 
 
 # -- PYTHONPATH -------------------------------------------------------------------------------
@@ -72,51 +81,88 @@ def test_pythonpath_resolves_relative_entries_against_the_working_directory(
     assert path == ["/scratch/x", "/scratch/x/src"]
 
 
-# -- the per-user directory -------------------------------------------------------------------
+# -- the per-user folder ---------------------------------------------------------------------
 
 
-def test_user_directory_is_private(tmp_path: Path) -> None:
-    directory = user_directory(tmp_path)
-    assert directory == tmp_path / f"snakemake-frozen-{os.getuid()}"
-    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-    directory.chmod(0o777)
-    assert stat.S_IMODE(user_directory(tmp_path).stat().st_mode) == 0o700
+def user_folder(scratch: Path) -> Path:
+    fd, path = open_user_folder(scratch, create=True)
+    os.close(fd)
+    return path
 
 
-def test_user_directory_refuses_a_symlink(tmp_path: Path) -> None:
+def test_user_folder_is_made_private_inside_an_existing_scratch(tmp_path: Path) -> None:
+    old = os.umask(0o277)  # whatever the umask, it is 0700
+    try:
+        folder = user_folder(tmp_path)
+    finally:
+        os.umask(old)
+    assert folder == tmp_path / f"snakemake-frozen-{os.getuid()}"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert user_folder(tmp_path) == folder  # and used again as it is
+
+
+def test_a_missing_scratch_is_not_made_but_named_with_the_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "scratch"
+    with pytest.raises(NodeError) as refused:
+        user_folder(missing)
+    assert f"the scratch folder {missing} does not exist" in str(refused.value)
+    assert f"mkdir -p {missing} && chmod 1777 {missing}" in str(refused.value)
+    assert "frozen-scratch" in str(refused.value)
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_wider_user_folder_is_refused_not_chmodded(tmp_path: Path) -> None:
+    """Files may have been planted in it while it was open: it is not ours to trust."""
+    folder = user_folder(tmp_path)
+    folder.chmod(0o777)
+    with pytest.raises(NodeError, match=r"has mode 0777, not 0700.*rm -rf .*frozen-scratch"):
+        user_folder(tmp_path)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777
+
+
+def test_user_folder_refuses_a_symlink(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    elsewhere.mkdir(mode=0o700)
     (tmp_path / f"snakemake-frozen-{os.getuid()}").symlink_to(elsewhere)
-    with pytest.raises(NodeError, match="not a directory owned by"):
-        user_directory(tmp_path)
+    with pytest.raises(NodeError, match="is a symbolic link, not a folder"):
+        user_folder(tmp_path)
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to create another user's directory")
-def test_user_directory_refuses_another_users_directory(tmp_path: Path) -> None:
+def test_user_folder_refuses_another_users_folder(tmp_path: Path) -> None:
     planted = tmp_path / f"snakemake-frozen-{os.getuid()}"
     planted.mkdir(mode=0o700)
     os.chown(planted, 65534, 65534)
-    with pytest.raises(NodeError, match="not a directory owned by uid 0"):
-        user_directory(tmp_path)
+    with pytest.raises(NodeError, match="is owned by uid 65534, not by you"):
+        user_folder(tmp_path)
 
 
 # -- enter and leave, as the batch script runs them -------------------------------------------
 
 
-@pytest.fixture
-def snapshot(tmp_path: Path) -> tuple[Path, PackResult]:
-    code = tmp_path / "code"
+def make_code(code: Path, module: str = "V = 1\n") -> Path:
+    """A small code root: a Snakefile, a package `pkg` holding `module`, a script."""
     (code / "pkg").mkdir(parents=True)
     (code / "Snakefile").write_text("rule a:\n    output: 'x'\n")
-    (code / "pkg" / "__init__.py").write_text("V = 1\n")
+    (code / "pkg" / "__init__.py").write_text(module)
     (code / "run.sh").write_text("#!/bin/sh\necho hi\n")
     (code / "run.sh").chmod(0o755)
+    return code
+
+
+@pytest.fixture
+def snapshot(tmp_path: Path) -> tuple[Path, PackResult]:
+    code = make_code(tmp_path / "code")
     return code, pack(code, tmp_path / "store")
 
 
-def node(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def node(
+    *args: str, env: dict[str, str] | None = None, user: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """The node helper as the batch script runs it (`user`: a command prefix such as
+    setpriv's, to run it as another user)."""
     return subprocess.run(
-        [sys.executable, "-P", "-m", "snakemake_executor_plugin_frozen.node", *args],
+        [*user, sys.executable, "-P", "-m", "snakemake_executor_plugin_frozen.node", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -162,6 +208,7 @@ def test_concurrent_jobs_extract_once_share_the_copy_and_the_last_removes_it(
 ) -> None:
     code, result = snapshot
     scratch = tmp_path / "scratch"
+    scratch.mkdir()
     jobs = [holders() for _ in range(4)]
     entering = [
         subprocess.Popen(
@@ -201,7 +248,7 @@ def test_concurrent_jobs_extract_once_share_the_copy_and_the_last_removes_it(
     assert not Path(environments[0]["FROZEN_JOB_DIR"]).exists()
     assert node("leave", env=environments[3]).returncode == 0
     assert not copy.exists()
-    assert sorted(p.name for p in copy.parent.iterdir()) == [f"{result.id}.lock", "jobs"]
+    assert list(copy.parent.iterdir()) == []  # no seal, lock or leases folder left either
 
 
 def test_keep_extracted_leaves_the_copy(
@@ -234,7 +281,7 @@ def test_debris_of_a_crashed_extraction_is_never_trusted(
     tmp_path: Path, snapshot: tuple[Path, PackResult], holders
 ) -> None:
     code, result = snapshot
-    base = user_directory(tmp_path)
+    base = user_folder(tmp_path)
     debris = base / f".{result.id}.0123456789ab.tmp"
     debris.mkdir()
     (debris / "Snakefile").write_text("half-written")
@@ -267,7 +314,7 @@ def batch_entry(code: Path, result: PackResult, tmp_path: Path) -> FrozenEntry:
         snapshot_id=result.id,
         code_root=code,
         prefix=result.prefix,
-        scratch=str(tmp_path / "scratch"),
+        scratch=str(tmp_path),
         keep_extracted=False,
     )
 
@@ -299,7 +346,7 @@ def test_batch_script_runs_the_job_from_the_copy_and_cleans_up(
     )
     assert ran.returncode == 0, ran.stderr
     imported, frozen_dir = ran.stdout.splitlines()
-    assert frozen_dir.startswith(f"DIR={tmp_path / 'scratch'}/snakemake-frozen-")
+    assert frozen_dir.startswith(f"DIR={tmp_path}/snakemake-frozen-")
     assert imported == frozen_dir.removeprefix("DIR=") + "/pkg/__init__.py"
     assert ran.stderr.startswith(f"frozen: snapshot {result.id} from {result.archive}")
     assert not Path(frozen_dir.removeprefix("DIR=")).exists()

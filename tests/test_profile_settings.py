@@ -18,6 +18,7 @@ def test_profile_keys_configure_the_executor(tmp_path: Path, monkeypatch) -> Non
         "rule a:\n    output: 'a.txt'\n    shell: 'echo \"$FROZEN_DIR\" > {output}'\n"
     )
     scratch = tmp_path / "node-scratch"
+    (scratch / "x").mkdir(parents=True)
     (workdir / "profiles" / "default" / "config.yaml").write_text(
         "executor: frozen\n"
         "jobs: 1\n"

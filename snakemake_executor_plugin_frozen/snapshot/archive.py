@@ -8,10 +8,12 @@ times faster (``TarInfo.tobuf`` dominated the packing of small files).
 The stream goes through ``ZstdFile`` with the frame checksum on and worker threads, so
 compression overlaps the reading.
 
-Reading uses ``tarfile`` in stream mode over ``ZstdFile``. Extraction accepts only what
-the writer produces: regular files, folders and symbolic links whose target stays inside
-the destination; it never writes through a link and checks every link once all members
-exist, in a private folder that only becomes the destination when everything passed.
+Reading uses ``tarfile`` in stream mode over ``ZstdFile``, over the one open archive file,
+hashed as it is read. Extraction accepts only what the writer produces: regular files,
+folders and symbolic links whose target stays inside the destination; it works through
+folder fds, never writes through a link and checks every link once all members exist, in a
+private folder that only becomes the destination when everything passed and the bytes read
+had the recorded sha256.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from .entries import Entry
-from .hashing import CHUNK, file_sha256, read_verified
+from .hashing import CHUNK, read_verified
 from .model import SnapshotError
 from .rules import is_within, leaves
 
@@ -190,24 +192,75 @@ class ArchiveWriter:
         self._raw.close()
 
 
+class DestinationError(SnapshotError):
+    """Writing the extracted copy failed (a full disk, a folder we may not write): the
+    destination's fault, not the archive's; ``error`` says which."""
+
+    def __init__(self, dest: Path, error: OSError) -> None:
+        super().__init__(f"cannot extract into {dest}: {error.strerror or error}")
+        self.error = error
+
+
+class _HashingSource:
+    """The archive file, hashed as the decompressor reads it: what is extracted is exactly
+    what was hashed, all of it from one open file (a file swapped in meanwhile is not read).
+    A read error is the archive's: a SnapshotError naming it."""
+
+    def __init__(self, f: BinaryIO, archive: Path) -> None:
+        import hashlib
+
+        self.f = f
+        self.archive = archive
+        self.sha256 = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data = self.f.read(size)
+        except OSError as e:
+            raise SnapshotError(f"cannot read {self.archive}: {e.strerror or e}") from e
+        self.sha256.update(data)
+        return data
+
+    def read_to_end(self) -> str:
+        """The sha256 of the whole file, once what the decompressor left is read too."""
+        while self.read(CHUNK):
+            pass
+        return self.sha256.hexdigest()
+
+
 @contextmanager
-def _members(archive: Path) -> Iterator[tarfile.TarFile]:
-    """The archive as a ``tarfile`` stream, every read error as a SnapshotError."""
+def _opened(archive: Path) -> Iterator[_HashingSource]:
+    try:
+        f = open(archive, "rb")  # noqa: SIM115 -- closed below; only opening is guarded
+    except OSError as e:
+        raise SnapshotError(f"cannot read {archive}: {e.strerror or e}") from e
+    with f:
+        yield _HashingSource(f, archive)
+
+
+@contextmanager
+def _members(source: _HashingSource) -> Iterator[tarfile.TarFile]:
+    """The archive as a ``tarfile`` stream, every decoding error as a SnapshotError. When
+    the caller has taken every member, the zstd stream is read to its end, so that its
+    checksum is checked (and every byte hashed)."""
     import tarfile
 
     zstd = _zstd()
     try:
-        with zstd.ZstdFile(archive, "r") as zf, tarfile.open(fileobj=zf, mode="r|") as tar:
+        with zstd.ZstdFile(source, "r") as zf, tarfile.open(fileobj=zf, mode="r|") as tar:
             yield tar
+            while zf.read(CHUNK):
+                pass
     except (tarfile.TarError, zstd.ZstdError, EOFError) as e:
-        raise SnapshotError(f"{archive} is not a readable snapshot archive: {e}") from e
-    except OSError as e:
-        raise SnapshotError(f"cannot read {archive}: {e.strerror or e}") from e
+        raise SnapshotError(f"{source.archive} is not a readable snapshot archive: {e}") from e
 
 
 def read_member(archive: Path, name: str) -> bytes:
     """The content of the regular file ``name`` in ``archive`` (the manifest comes first)."""
-    with _members(archive) as tar:
+    with _opened(archive) as source, _members(source) as tar:
         for member in tar:
             if member.name == name and member.isreg():
                 data = tar.extractfile(member)
@@ -229,82 +282,194 @@ def _safe_name(archive: Path, name: str) -> str:
     return "/".join(parts)
 
 
-def _extract_members(archive: Path, tmp: str) -> None:
-    import tarfile
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_TYPES = (_REGTYPE, b"\0")  # tarfile's REGTYPE, and AREGTYPE of old archives
 
-    seen: set[str] = set()
-    links: set[str] = set()
-    with _members(archive) as tar:
-        for member in tar:
-            name = _safe_name(archive, member.name)
-            if name in seen:
-                raise _refuse(archive, name, "appears twice")
-            seen.add(name)
-            # Links are only checked once all members exist, so nothing may be written
-            # through one meanwhile: no member may lie beneath a link.
-            parts = name.split("/")
-            for i in range(1, len(parts)):
-                if "/".join(parts[:i]) in links:
-                    raise _refuse(archive, name, "lies beneath a symbolic link")
-            path = os.path.join(tmp, name)
-            if member.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                mode = 0o755 if member.mode & 0o100 else 0o644
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                source = tar.extractfile(member)
-                assert source is not None  # a regular file always has content
-                with open(os.open(path, flags, mode), "wb") as out:
-                    shutil.copyfileobj(source, out, CHUNK)
-            elif member.isdir():
-                os.makedirs(path, exist_ok=True)
+
+def _file_mode(member_mode: int, read_only: bool) -> int:
+    """0644/0755, or 0444/0555 in a read-only copy; never readable by more people than the
+    archive member is."""
+    mode = 0o755 if member_mode & 0o100 else 0o644
+    return (mode & 0o555 if read_only else mode) & (member_mode | 0o700)
+
+
+def _folder(root: int, rel: str, made: set[str]) -> int:
+    """A new fd of the folder ``rel`` of the tree open as ``root``, made (private until the
+    tree is complete) where missing; opened one name at a time, never through a link."""
+    fd = os.dup(root)
+    done = ""
+    try:
+        for part in filter(None, rel.split("/")):
+            done = f"{done}/{part}" if done else part
+            if done not in made:
+                os.mkdir(part, 0o700, dir_fd=fd)
+                made.add(done)
+            inner = os.open(part, _FOLDER, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _write_member(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, folder: int, leaf: str, read_only: bool
+) -> None:
+    source = tar.extractfile(member)
+    assert source is not None  # a regular file always has content
+    with open(os.open(leaf, _NEW_FILE, 0o600, dir_fd=folder), "wb") as out:
+        shutil.copyfileobj(source, out, CHUNK)
+        os.fchmod(out.fileno(), _file_mode(member.mode, read_only))
+
+
+class _Extraction:
+    """Members of one archive going into the empty folder open as ``root``, and what has
+    been placed so far: duplicates and members beneath a file or a link are refused."""
+
+    def __init__(self, archive: Path, dest: Path, root: int, read_only: bool) -> None:
+        self.archive, self.dest, self.root, self.read_only = archive, dest, root, read_only
+        self.seen: set[str] = set()
+        self.made: set[str] = set()  # folders
+        self.not_folders: dict[str, str] = {}  # files and links: what each is
+        # Members come folder by folder: the current one stays open.
+        self.folder_name, self.folder = "", os.dup(root)
+
+    def close(self) -> None:
+        os.close(self.folder)
+
+    def _checked_name(self, member: tarfile.TarInfo) -> str:
+        name = _safe_name(self.archive, member.name)
+        if name in self.seen or (name in self.made and not member.isdir()):
+            raise _refuse(self.archive, name, "appears twice")
+        self.seen.add(name)
+        # Links are only checked once all members exist, so nothing may be written through
+        # one meanwhile: no member may lie beneath a link (nor a file).
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            above = self.not_folders.get("/".join(parts[:i]))
+            if above:
+                raise _refuse(self.archive, name, f"lies beneath a {above}")
+        return name
+
+    def _open_folder(self, name: str) -> int:
+        if name != self.folder_name:
+            folder = _folder(self.root, name, self.made)
+            os.close(self.folder)
+            self.folder_name, self.folder = name, folder
+        return self.folder
+
+    def place(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        name = self._checked_name(member)
+        parent, _, leaf = name.rpartition("/")
+        target = member.linkname
+        if member.issym() and (
+            os.path.isabs(target) or leaves(os.path.normpath(os.path.join(parent, target)))
+        ):
+            raise _refuse(self.archive, name, f"is a link leaving the destination ({target})")
+        if not (member.isdir() or member.issym() or member.type in _FILE_TYPES):
+            kind = "hard link" if member.islnk() else "device, pipe or other special file"
+            raise _refuse(self.archive, name, f"is a {kind}")
+        try:
+            if member.isdir():
+                os.close(_folder(self.root, name, self.made))
             elif member.issym():
-                target = member.linkname
-                lexical = os.path.normpath(os.path.join(os.path.dirname(name), target))
-                if os.path.isabs(target) or leaves(lexical):
-                    raise _refuse(archive, name, f"is a link leaving the destination ({target})")
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                os.symlink(target, path)
-                links.add(name)
+                os.symlink(target, leaf, dir_fd=self._open_folder(parent))
+                self.not_folders[name] = "symbolic link"
             else:
-                kind = "hard link" if member.islnk() else "device, pipe or other special file"
-                raise _refuse(archive, name, f"is a {kind}")
-    # Chains of links can leave the destination although each one looks inside on its own.
-    real_tmp = os.path.realpath(tmp)
-    for name in links:
-        if not is_within(real_tmp, os.path.realpath(os.path.join(tmp, name))):
-            raise _refuse(archive, name, "is a link that resolves outside the destination")
+                _write_member(tar, member, self._open_folder(parent), leaf, self.read_only)
+                self.not_folders[name] = "file"
+        except OSError as e:
+            raise DestinationError(self.dest, e) from e
+
+    def check_links(self) -> None:
+        """Chains of links can leave the destination although each one looks inside."""
+        real_root = os.path.realpath(f"/proc/self/fd/{self.root}")
+        for name, kind in self.not_folders.items():
+            resolved = os.path.realpath(os.path.join(real_root, name))
+            if kind != "file" and not is_within(real_root, resolved):
+                raise _refuse(self.archive, name, "is a link that resolves outside the destination")
+
+
+def _extract_members(source: _HashingSource, dest: Path, root: int, read_only: bool) -> set[str]:
+    """Every member into the empty folder open as ``root``; returns the folders made."""
+    extraction = _Extraction(source.archive, dest, root, read_only)
+    try:
+        with _members(source) as tar:
+            for member in tar:
+                extraction.place(tar, member)
+    finally:
+        extraction.close()
+    extraction.check_links()
+    return extraction.made
+
+
+def _set_folder_modes(root: int, made: set[str], mode: int) -> None:
+    """Folders get their final mode once every member is in: a 0555 one takes no more."""
+    for rel in made:
+        os.chmod(rel, mode, dir_fd=root)  # our own folders, and no link among them
+    os.fchmod(root, mode)
+
+
+def extract_at(
+    archive: Path, dest: Path, parent: int, expected_sha256: str | None, *, read_only: bool
+) -> None:
+    """Extract ``archive`` into the new folder ``dest``, whose parent folder is open as
+    ``parent``: every file operation goes through that fd (``dest`` only names it in
+    messages), never through a link, all or nothing.
+
+    The archive is opened once and hashed as it is decompressed and extracted into a private
+    temporary folder beside ``dest``, and read to its end; only when its sha256 is
+    ``expected_sha256`` (unless None) is the temporary folder renamed to ``dest``, else it is
+    removed. So a file swapped in meanwhile cannot place unverified content under ``dest``.
+    Members with absolute paths, ``..``, links leaving the destination, hard links or devices
+    are refused. ``read_only``: files 0444/0555 and folders 0555 instead of 0644/0755.
+    Writing errors are DestinationErrors; the archive is blamed only when it cannot be read.
+    """
+    try:
+        os.stat(dest.name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        pass
+    else:
+        raise SnapshotError(f"cannot extract into {dest}: it already exists")
+    tmp = f".{dest.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        os.mkdir(tmp, 0o700, dir_fd=parent)
+    except OSError as e:
+        raise DestinationError(dest, e) from e
+    try:
+        root = os.open(tmp, _FOLDER, dir_fd=parent)
+        try:
+            with _opened(archive) as source:
+                made = _extract_members(source, dest, root, read_only)
+                actual = source.read_to_end()
+            if expected_sha256 is not None and actual != expected_sha256.lower():
+                raise SnapshotError(
+                    f"{archive} has sha256 {actual}, expected {expected_sha256}: the archive "
+                    "is damaged or not the recorded one; do not use it"
+                )
+            _set_folder_modes(root, made, 0o555 if read_only else 0o755)
+        finally:
+            os.close(root)
+        os.rename(tmp, dest.name, src_dir_fd=parent, dst_dir_fd=parent)
+    except OSError as e:
+        shutil.rmtree(tmp, dir_fd=parent, ignore_errors=True)
+        raise DestinationError(dest, e) from e
+    except BaseException:
+        shutil.rmtree(tmp, dir_fd=parent, ignore_errors=True)
+        raise
 
 
 def extract(archive: Path, dest: Path, expected_sha256: str | None) -> None:
-    """Extract ``archive`` into the new folder ``dest``, safely and all or nothing.
-
-    The archive's sha256 is checked first (unless ``expected_sha256`` is None); members with
-    absolute paths, ``..``, links leaving the destination, hard links or devices are refused.
-    Everything is extracted into a temporary folder beside ``dest`` that is renamed to
-    ``dest`` at the end, so ``dest`` either does not exist or is complete.
-    """
-    archive, dest = Path(archive), Path(os.path.abspath(dest))
-    if expected_sha256 is not None:
-        actual = file_sha256(archive)
-        if actual != expected_sha256.lower():
-            raise SnapshotError(
-                f"{archive} has sha256 {actual}, expected {expected_sha256}: the archive is "
-                "damaged or not the recorded one; do not use it"
-            )
-    if os.path.lexists(dest):
-        raise SnapshotError(f"cannot extract into {dest}: it already exists")
-    tmp = os.path.join(dest.parent, f".{dest.name}.{secrets.token_hex(6)}.tmp")
+    """``extract_at`` into the new folder ``dest`` (its parents made if missing), writable."""
+    dest = Path(os.path.abspath(dest))
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        os.mkdir(tmp)
+        parent = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
-        raise SnapshotError(f"cannot extract into {dest}: {e.strerror}") from e
+        raise DestinationError(dest, e) from e
     try:
-        _extract_members(archive, tmp)
-        os.rename(tmp, dest)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise SnapshotError(f"cannot extract {archive} into {dest}: {e}") from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        extract_at(Path(archive), dest, parent, expected_sha256, read_only=False)
+    finally:
+        os.close(parent)
