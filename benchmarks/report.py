@@ -1,6 +1,7 @@
 """Every benchmark in one go, as markdown tables: what ``benchmarks/run`` prints.
 
     .venv/bin/python benchmarks/report.py [--pack-runs 3] [--slurm-runs 3] [--n 20]
+        [--scale-jobs 50] [--scale-variants frozen frozen-arrays stock stock-arrays]
 
 1. Packing (``snapshot_bench.py``): the synthetic ~5k-file / 40 MB tree and this repository;
    our cold and warm pack against ``tar -c -T list``, ``zstd -3 -T0`` on that tar file and
@@ -8,6 +9,14 @@
    ``tar -I zstd -xf`` of the same archive.
 2. The same workflow on the local SLURM cluster with the stock plugin and with ours
    (``slurm_bench.py``, whose docstring says how the comparison is kept fair).
+3. N trivial jobs submitted at once (``slurm_bench.py --scale N``), with and without job
+   arrays, ours and the stock plugin: wall time, sbatch calls, status queries, peak memory
+   of the Snakemake process and the time the cluster was busy. Each job starts a Snakemake
+   on its node (about a second of CPU on this 2-core machine; the stock plugin two), so
+   the default N is small enough for the whole report to take about 15 minutes.
+4. The executor's per-job bookkeeping at 10,000 and 100,000 simulated jobs, no SLURM
+   (``scale_bench.py``): parsing sacct's answer, rendering batch scripts and sbatch
+   command lines, tracking jobs missing from sacct.
 
 Ratios are ours / theirs: below 1 ours is faster. Progress goes to stderr, the tables to
 stdout. ``benchmarks/run`` sets up what this needs (the stock plugin's venv, the cluster).
@@ -27,6 +36,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import scale_bench
 import slurm_bench
 import snapshot_bench
 
@@ -149,6 +159,35 @@ def workflow(settings: slurm_bench.Settings) -> str:
     )
 
 
+def scale(settings: slurm_bench.Settings, variants: list[slurm_bench.Variant]) -> str:
+    runs = slurm_bench.run_scale(settings, variants, progress=_progress)
+    return "\n".join(
+        [
+            f"## 3. {settings.n} trivial jobs at once: job arrays and status queries",
+            "",
+            "One run per variant. sbatch calls and the busy span (first job start to last job "
+            "end) come from `sacct -X --name <run id>`, an array counting as one call; status "
+            "queries from each plugin's own count at the end of its log (blank when it logs "
+            "none), per minute of wall time; peak RSS is the Snakemake process's own VmHWM "
+            "(sampled every 0.5 s).",
+            "",
+            slurm_bench.scale_table(runs, settings),
+        ]
+    )
+
+
+def bookkeeping() -> str:
+    return "\n".join(
+        [
+            "## 4. Per-job bookkeeping at 10k and 100k simulated jobs (no SLURM)",
+            "",
+            "Each step and size in a subprocess of its own; see benchmarks/scale_bench.py.",
+            "",
+            scale_bench.run_all([10_000, 100_000], repeats=3, progress=_progress),
+        ]
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pack-runs", type=int, default=3)
@@ -156,7 +195,20 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=20, help="jobs in the SLURM workflow")
     parser.add_argument("--jobs", type=int, default=20, help="snakemake --jobs")
     parser.add_argument("--skip-slurm", action="store_true", help="packing only")
+    parser.add_argument(
+        "--scale-jobs",
+        type=int,
+        default=50,
+        metavar="N",
+        help="jobs of the scale table, submitted at once (0: no scale table)",
+    )
+    names = [v.name for v in slurm_bench.SCALE_VARIANTS]
+    parser.add_argument(
+        "--scale-variants", nargs="+", choices=names, default=names, help="default: all"
+    )
     args = parser.parse_args()
+    if args.scale_jobs < 0:
+        parser.error(f"--scale-jobs must be 0 or a positive number of jobs, not {args.scale_jobs}")
     start = time.perf_counter()
     print(header(), flush=True)
     print(flush=True)
@@ -165,6 +217,13 @@ def main() -> int:
         settings = slurm_bench.Settings(runs=args.slurm_runs, n=args.n, jobs=args.jobs)
         print(flush=True)
         print(workflow(settings), flush=True)
+    if not args.skip_slurm and args.scale_jobs:
+        settings = slurm_bench.Settings(n=args.scale_jobs, jobs=args.scale_jobs)
+        variants = [v for v in slurm_bench.SCALE_VARIANTS if v.name in args.scale_variants]
+        print(flush=True)
+        print(scale(settings, variants), flush=True)
+    print(flush=True)
+    print(bookkeeping(), flush=True)
     print(flush=True)
     print(f"(all benchmarks: {time.perf_counter() - start:.0f} s)", flush=True)
     return 0

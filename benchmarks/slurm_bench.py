@@ -1,6 +1,7 @@
 """One workflow on the local SLURM cluster: ``--executor frozen`` against the stock plugin.
 
     .venv/bin/python benchmarks/slurm_bench.py [--runs 3] [--n 20] [--jobs 20]
+    .venv/bin/python benchmarks/slurm_bench.py --scale N [--variants frozen stock ...]
 
 The workflow (``benchmarks/workflow``) has N independent short jobs (a ``script:`` that sums
 a few numbers, imported helper module) and a local ``all`` rule. Each run copies it to a
@@ -47,6 +48,17 @@ What is measured, from Snakemake's log, each line time-stamped as it arrives:
   status check, where the two plugins' polling differs;
 - our node-side ``enter`` (verify and extract the snapshot), as each job log reports it.
 
+Scale mode (``--scale N``): the same workflow with N jobs, all submitted at once
+(``--jobs N``), once per variant: ours and the stock plugin, each without and with job
+arrays (``--frozen-array-jobs all``, ``--slurm-array-jobs all``), every run with
+``--verbose``, as the stock plugin logs its count of status queries at debug level only.
+Per run: wall time; sbatch calls (``sacct -X --name <run id>``: a plain job or a whole
+array is one); status queries as each plugin counts them at the end of its log (ours:
+``frozen: N status queries ...``), per minute of wall time; peak RSS of the Snakemake
+process itself (its VmHWM, sampled every 0.5 s); the busy span from the first job's start
+to the last one's end (``sacct``) and wall / busy, what the run costs beyond the
+cluster's work.
+
 On this machine the cluster's 8 job slots (2 nodes x 4 CPUs) share the real cores
 (``nproc``), so a job's CPU time, above all Snakemake's start-up, lengthens every job
 running beside it: the job time on the node weighs more here than on a cluster where
@@ -65,9 +77,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from snapshot_bench import git
 
@@ -141,11 +155,12 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def _command(plugin: str, settings: Settings) -> list[str]:
+def _command(plugin: str, settings: Settings, extra: Sequence[str] = ()) -> list[str]:
     common = [
         "--jobs", str(settings.jobs),
         "--default-resources", f"slurm_partition={PARTITION}",
         "--seconds-between-status-checks", str(settings.status_seconds),
+        *extra,
     ]  # fmt: skip
     config = ["--config", f"parts={settings.n}"]  # last: --config takes every word after it
     if plugin == "stock":
@@ -192,17 +207,24 @@ def _sacct(*args: str) -> list[list[str]]:
     return [line.split("|") for line in result.stdout.splitlines() if line.strip()]
 
 
-def _job_times(run_id: str, expected: int) -> list[tuple[int, datetime, datetime]]:
-    """(ElapsedRaw, Start, End) of the run's completed jobs."""
+class JobTimes(NamedTuple):
+    job_id: str  # "123", or "123_7" for a task of array 123
+    elapsed: int  # seconds
+    start: datetime
+    end: datetime
+
+
+def _job_times(run_id: str, expected: int) -> list[JobTimes]:
+    """The run's completed jobs (array tasks one by one), from sacct."""
     # slurmdbd may record the last jobs a moment after Snakemake has seen them end.
     for _ in range(10):
-        rows = _sacct("-X", "--name", run_id, "-o", "ElapsedRaw,Start,End,State")
+        rows = _sacct("-X", "--name", run_id, "-o", "JobID,ElapsedRaw,Start,End,State")
         done = []
         for row in rows:
-            if len(row) == 4 and row[3] == "COMPLETED":
-                began, ended = _sacct_time(row[1]), _sacct_time(row[2])
+            if len(row) == 5 and row[4] == "COMPLETED":
+                began, ended = _sacct_time(row[2]), _sacct_time(row[3])
                 if began is not None and ended is not None:
-                    done.append((int(row[0]), began, ended))
+                    done.append(JobTimes(row[0], int(row[1]), began, ended))
         if len(done) >= expected:
             break
         time.sleep(1)
@@ -233,7 +255,50 @@ def _sacct_time(value: str) -> datetime | None:
         return None
 
 
-def _stream(command: list[str], cwd: Path, timeout: float) -> tuple[int, list[tuple[float, str]]]:
+@dataclass
+class Streamed:
+    code: int
+    lines: list[tuple[float, str]]  # every output line, with the seconds since start
+    max_rss_mb: float  # the process's own peak resident size (PeakRss)
+
+
+class PeakRss:
+    """The peak resident size of a running process: its VmHWM, sampled every ``interval``.
+
+    Not ru_maxrss from wait4: Linux carries a parent's peak over fork and exec into the
+    child's, so a child of a large benchmark process would report the parent's size.
+    VmHWM only grows; the samples miss at most the last ``interval`` before the exit."""
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        self._status = Path(f"/proc/{pid}/status")
+        self._interval = interval
+        self._kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample_until_stopped, daemon=True)
+        self._thread.start()
+
+    def _sample_until_stopped(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.sample()
+
+    def sample(self) -> None:
+        try:
+            text = self._status.read_text()
+        except OSError:  # ended
+            return
+        for line in text.splitlines():
+            if line.startswith("VmHWM:"):  # absent once the process is a zombie
+                self._kib = max(self._kib, int(line.split()[1]))
+
+    def stop(self) -> float:
+        """Stop sampling (call before the process is reaped) and return the peak in MB."""
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        return self._kib / 1024
+
+
+def _stream(command: list[str], cwd: Path, timeout: float) -> Streamed:
     """Run command; every output line with the seconds since start at which it arrived."""
     start = time.perf_counter()
     process = subprocess.Popen(
@@ -248,16 +313,18 @@ def _stream(command: list[str], cwd: Path, timeout: float) -> tuple[int, list[tu
     )
     timer = threading.Timer(timeout, process.kill)
     timer.start()
+    peak = PeakRss(process.pid)
     lines: list[tuple[float, str]] = []
     try:
         assert process.stdout is not None
         for line in process.stdout:
             lines.append((time.perf_counter() - start, line.rstrip("\n")))
-        code = process.wait()
     finally:
+        max_rss_mb = peak.stop()
+        code = process.wait()
         timer.cancel()
     lines.append((time.perf_counter() - start, ""))  # the end, as the last time stamp
-    return code, lines
+    return Streamed(code, lines, max_rss_mb)
 
 
 def run_once(plugin: str, settings: Settings) -> Run:
@@ -268,7 +335,8 @@ def run_once(plugin: str, settings: Settings) -> Run:
     with tempfile.TemporaryDirectory(prefix=f"slurm-bench-{plugin}-") as tmp:
         workdir = fresh_copy(Path(tmp))
         started = datetime.now()
-        code, lines = _stream(_command(plugin, settings), workdir, settings.timeout)
+        streamed = _stream(_command(plugin, settings), workdir, settings.timeout)
+        code, lines = streamed.code, streamed.lines
         ended = datetime.now()
         run.wall = lines[-1][0]
         start_line = next(((t, m) for t, s in lines if (m := _PLUGIN_START[plugin].match(s))), None)
@@ -277,11 +345,7 @@ def run_once(plugin: str, settings: Settings) -> Run:
         if code != 0 or len(submits) != settings.n:
             if run_id:  # a run killed on timeout leaves its jobs behind
                 subprocess.run(["scancel", "--name", run_id], capture_output=True)
-            errors = [s for _, s in lines if "rror" in s] or [s for _, s in lines if s]
-            run.error = (
-                f"exit {code}, {len(submits)} of {settings.n} jobs submitted: "
-                + (errors[-1] if errors else "(no output)")
-            )[:300]
+            run.error = f"{len(submits)} of {settings.n} jobs submitted, {_failure(code, lines)}"
             print(f"{plugin} run failed; its output ends with:", file=sys.stderr)
             print("\n".join(s for _, s in lines[-40:]), file=sys.stderr)
             return run
@@ -309,9 +373,9 @@ def run_once(plugin: str, settings: Settings) -> Run:
     if run_id:
         times = _job_times(run_id, settings.n)
         if times:
-            run.job_on_node = statistics.mean(elapsed for elapsed, _, _ in times)
-            first_start = min(began for _, began, _ in times)
-            last_end = max(end for _, _, end in times)
+            run.job_on_node = statistics.mean(job.elapsed for job in times)
+            first_start = min(job.start for job in times)
+            last_end = max(job.end for job in times)
             run.cluster_span = (last_end - first_start).total_seconds()
             # sacct's seconds are truncated: the job ended within the second after End.
             run.end_lag = max(0.0, (ended - last_end).total_seconds() - 0.5)
@@ -407,16 +471,193 @@ def table(runs: dict[str, list[Run]], settings: Settings) -> str:
     return "\n".join(lines)
 
 
+# -- scale mode: N trivial jobs, with and without job arrays --------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    plugin: str
+    args: tuple[str, ...] = ()
+
+    @property
+    def arrays(self) -> bool:
+        return bool(self.args)
+
+
+SCALE_VARIANTS = (
+    Variant("frozen", "frozen"),
+    Variant("frozen-arrays", "frozen", ("--frozen-array-jobs", "all")),
+    Variant("stock", "stock"),
+    Variant("stock-arrays", "stock", ("--slurm-array-jobs", "all")),
+)
+# The plugins' own count of status queries, logged at the end: ours at info level, the
+# stock plugin's at debug level (so every scale run gets --verbose).
+_STATUS_QUERIES = {
+    "frozen": re.compile(r"^frozen: (\d+) status quer(?:y|ies)\b"),
+    "stock": re.compile(r"Status query timing summary at shutdown: calls=(\d+)"),
+}
+
+
+@dataclass
+class ScaleRun:
+    variant: Variant
+    error: str = ""
+    wall: float | None = None
+    sbatch_calls: int | None = None
+    status_queries: int | None = None
+    max_rss_mb: float | None = None
+    busy_span: float | None = None
+    foreign_jobs: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def scale_timeout(n: int) -> float:
+    """Generous: the 8 slots of this machine finish about 2 trivial jobs a second."""
+    return 600.0 + 3.0 * n
+
+
+def _failure(code: int, lines: list[tuple[float, str]]) -> str:
+    """The exit code and the most telling line: the last job error's message, else the
+    last line naming an error with more than a heading ("WorkflowError:"), else the last."""
+    texts = [s.strip() for _, s in lines if s.strip()]
+    messages = [t.removeprefix("message: ") for t in texts if t.startswith("message: ")]
+    errors = [t for t in texts if "rror" in t and not t.endswith(":")]
+    return f"exit {code}: {(messages or errors or texts or ['(no output)'])[-1]}"[:300]
+
+
+def _sbatch_calls(jobs: list[JobTimes]) -> int:
+    """One per plain job, one per array (its tasks are "<array>_<task>")."""
+    return len({job.job_id.split("_")[0] for job in jobs})
+
+
+def run_scale_once(variant: Variant, settings: Settings) -> ScaleRun:
+    """One run of N jobs, all submitted at once (--jobs N)."""
+    run = ScaleRun(variant)
+    wait_for_empty_queue()
+    command = _command(variant.plugin, settings, (*variant.args, "--verbose"))
+    with tempfile.TemporaryDirectory(prefix=f"slurm-scale-{variant.plugin}-") as tmp:
+        workdir = fresh_copy(Path(tmp))
+        started = datetime.now()
+        streamed = _stream(command, workdir, scale_timeout(settings.n))
+        ended = datetime.now()
+        lines = streamed.lines
+        start_line = next(
+            (m for _, s in lines if (m := _PLUGIN_START[variant.plugin].match(s))), None
+        )
+        run_id = start_line.group(1) if start_line else ""
+        outputs = len(list((workdir / "results").glob("part*.txt")))
+    if streamed.code != 0 or outputs != settings.n:
+        if run_id:  # a run killed on timeout leaves its jobs behind
+            subprocess.run(["scancel", "--name", run_id], capture_output=True)
+        run.error = f"{outputs} of {settings.n} outputs, {_failure(streamed.code, lines)}"
+        print(f"{variant.name} run failed; its output ends with:", file=sys.stderr)
+        print("\n".join(s for _, s in lines[-40:]), file=sys.stderr)
+        return run
+    run.wall, run.max_rss_mb = lines[-1][0], streamed.max_rss_mb
+    counted = [m for _, s in lines if (m := _STATUS_QUERIES[variant.plugin].search(s))]
+    if counted:
+        run.status_queries = int(counted[-1].group(1))
+    jobs = _job_times(run_id, settings.n) if run_id else []
+    if len(jobs) != settings.n:
+        run.error = f"sacct shows {len(jobs)} of {settings.n} jobs of run {run_id!r} completed"
+        return run
+    run.sbatch_calls = _sbatch_calls(jobs)
+    run.busy_span = (max(j.end for j in jobs) - min(j.start for j in jobs)).total_seconds()
+    run.foreign_jobs = _foreign_jobs(run_id, started, ended)
+    return run
+
+
+def run_scale(settings: Settings, variants: Sequence[Variant], progress=print) -> list[ScaleRun]:
+    """One run per variant; the stock variants are skipped (with the reason) when the stock
+    plugin cannot run here."""
+    problem = stock_problem(settings)
+    runs = []
+    for variant in variants:
+        if variant.plugin == "stock" and problem:
+            runs.append(ScaleRun(variant, error=problem))
+            continue
+        run = run_scale_once(variant, settings)
+        runs.append(run)
+        state = f"{run.wall:.1f} s" if run.ok else f"FAILED: {run.error}"
+        progress(f"scale bench: {variant.name}, {settings.n} jobs: {state}")
+    return runs
+
+
+def _cell(value: float | None, digits: int = 1) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def scale_table(runs: list[ScaleRun], settings: Settings) -> str:
+    out = [
+        "| variant | wall s | sbatch calls | status queries | per minute | peak RSS MB "
+        "| busy span s | wall / busy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    notes = []
+    for run in runs:
+        if not run.ok:
+            out.append(f"| {run.variant.name} | failed (below) | | | | | | |")
+            notes.append(f"- {run.variant.name}: {run.error}")
+            continue
+        assert run.wall is not None and run.busy_span is not None
+        per_minute = None if run.status_queries is None else run.status_queries / run.wall * 60
+        ratio = run.wall / run.busy_span if run.busy_span else None
+        out.append(
+            f"| {run.variant.name} | {run.wall:.1f} | {run.sbatch_calls} "
+            f"| {'' if run.status_queries is None else run.status_queries} "
+            f"| {_cell(per_minute)} | {_cell(run.max_rss_mb, 0)} | {run.busy_span:.0f} "
+            f"| {_cell(ratio, 2)} |"
+        )
+        if run.variant.arrays and run.sbatch_calls == settings.n:
+            notes.append(f"- {run.variant.name}: one sbatch call per job, so no job arrays")
+        if run.foreign_jobs:
+            notes.append(f"- {run.variant.name}: {run.foreign_jobs} other jobs ran meanwhile")
+    notes.append(
+        f"- every variant: {settings.n} jobs of benchmarks/workflow, all submitted at once "
+        f"(--jobs {settings.n}), --seconds-between-status-checks {settings.status_seconds}, "
+        "--verbose (the stock plugin counts its status queries at debug level); stock also "
+        f"--slurm-init-seconds-before-status-checks {settings.init_seconds} --slurm-no-account"
+    )
+    return "\n".join([*out, "", *notes])
+
+
+def _to_stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--n", type=int, default=20, help="jobs in the workflow")
     parser.add_argument("--jobs", type=int, default=20, help="snakemake --jobs")
     parser.add_argument("--stock-python", type=Path, default=Settings.stock_python)
+    parser.add_argument(
+        "--scale",
+        type=int,
+        metavar="N",
+        help="instead: N trivial jobs, submitted at once, once per --variants",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=[v.name for v in SCALE_VARIANTS],
+        default=[v.name for v in SCALE_VARIANTS],
+        help="scale variants to run (default: all)",
+    )
     args = parser.parse_args()
+    if args.scale is not None:
+        if args.scale < 1:
+            parser.error(f"--scale must be a positive number of jobs, not {args.scale}")
+        settings = Settings(n=args.scale, jobs=args.scale, stock_python=args.stock_python)
+        variants = [v for v in SCALE_VARIANTS if v.name in args.variants]
+        print(scale_table(run_scale(settings, variants, _to_stderr), settings))
+        return 0
     settings = Settings(runs=args.runs, n=args.n, jobs=args.jobs, stock_python=args.stock_python)
-    runs = run_all(settings, progress=lambda text: print(text, file=sys.stderr))
-    print(table(runs, settings))
+    print(table(run_all(settings, _to_stderr), settings))
     return 0
 
 

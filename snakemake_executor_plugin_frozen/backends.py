@@ -4,11 +4,15 @@ Both answer the same three questions for the executor: submit this script, how d
 jobs end, cancel these jobs.
 """
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from itertools import count
 
 from snakemake_executor_plugin_frozen.slurm import commands, status
@@ -18,6 +22,7 @@ from snakemake_executor_plugin_frozen.slurm.submit import (
     SubmitSettings,
     build_sbatch_argv,
     cluster_of,
+    node_list,
 )
 
 
@@ -25,31 +30,68 @@ from snakemake_executor_plugin_frozen.slurm.submit import (
 class JobEnd:
     outcome: Outcome
     message: str = ""
+    state: str = ""  # as SLURM tells it: "COMPLETED", "FAILED", ...
+    node: str = ""  # where it ran, if known
 
 
 class SbatchBackend:
-    def __init__(self, settings: SubmitSettings) -> None:
+    def __init__(
+        self,
+        settings: SubmitSettings,
+        run_name: str,
+        stuck_seconds: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
-        self.missing = status.MissingJobs()
+        self.run_name = run_name
+        # Submit host and controller clocks may differ a little; sacct filters by start.
+        self.since = datetime.now() - timedelta(minutes=10)
+        self.missing = status.MissingJobs(grace_seconds=stuck_seconds, clock=clock)
+        self.stuck = status.StuckJobs(stuck_seconds, requeue=settings.requeue, clock=clock)
         self.used_clusters = False
+        self.status_calls = 0
+        self.excluded = set(settings.exclude_nodes)
 
-    def submit(self, spec: JobSpec) -> tuple[str, list[str]]:
-        """Submit and return (SLURM job id, warnings); raises SlurmSubmitError/SbatchError."""
-        argv, warnings = build_sbatch_argv(spec, self.settings)
+    def submit(self, spec: JobSpec, token: str) -> tuple[str, list[str]]:
+        """Submit and return (SLURM job id, warnings); raises SlurmSubmitError/SbatchError.
+        ``token`` is in the job's comment: it tells whether a failed call made the job."""
+        settings = replace(self.settings, exclude_nodes=frozenset(self.excluded))
+        argv, warnings = build_sbatch_argv(spec, settings)
         self.used_clusters |= cluster_of(spec.resources) is not None
-        return commands.run_sbatch(argv), warnings
+        return commands.run_sbatch(argv, commands.Submission(self.run_name, token)), warnings
 
     async def states(self, job_ids: Sequence[str]) -> dict[str, JobEnd]:
-        found = await commands.query_states(job_ids, clusters=self.used_clusters)
+        answer = await commands.query_states(
+            job_ids, self.run_name, self.since, clusters=self.used_clusters
+        )
+        self.status_calls += answer.calls
+        found = answer.states
+        # Absent from a partial answer says nothing about a job.
+        asked = job_ids if answer.complete else list(found)
+        given_up = self.missing.update(asked, found)
         ends = {
-            job_id: JobEnd(Outcome.FAILED, message)
-            for job_id, message in self.missing.update(job_ids, found).items()
+            job_id: JobEnd(Outcome.FAILED, message, state="MISSING")
+            for job_id, message in given_up.items()
         }
         for job_id, state in found.items():
             result = status.outcome(state.state, requeue=self.settings.requeue)
             if result is not Outcome.RUNNING:
-                ends[job_id] = JobEnd(result, status.failure_message(job_id, state))
+                message = status.failure_message(job_id, state)
+                ends[job_id] = JobEnd(result, message, state.state, state.nodes)
+                if state.base == "NODE_FAIL":
+                    self.exclude(state.nodes)
+        stuck = self.stuck.update(found)
+        for job_id, message in stuck.items():
+            ends[job_id] = JobEnd(Outcome.FAILED, message, found[job_id].state, found[job_id].nodes)
+        if given_up or stuck:
+            # Given up on by Snakemake, such a job must not start later and write outputs.
+            self.cancel([*given_up, *stuck])
         return ends
+
+    def exclude(self, nodes: str) -> None:
+        """Later submissions of the run avoid the nodes a job failed on."""
+        with contextlib.suppress(ValueError):  # SLURM named no node we could pass on
+            self.excluded.update(node_list(nodes))
 
     def cancel(self, job_ids: Sequence[str]) -> None:
         commands.scancel(job_ids, clusters=self.used_clusters)
@@ -61,8 +103,9 @@ class LocalBackend:
     def __init__(self) -> None:
         self.processes: dict[str, subprocess.Popen] = {}
         self.ids = count(1)
+        self.host = socket.gethostname()
 
-    def submit(self, spec: JobSpec) -> tuple[str, list[str]]:
+    def submit(self, spec: JobSpec, token: str) -> tuple[str, list[str]]:
         job_id = f"local{next(self.ids)}"
         with open(spec.log_file(job_id), "wb") as out:
             self.processes[job_id] = subprocess.Popen(
@@ -75,6 +118,8 @@ class LocalBackend:
             )
         return job_id, []
 
+    status_calls = 0
+
     async def states(self, job_ids: Sequence[str]) -> dict[str, JobEnd]:
         ends = {}
         for job_id in job_ids:
@@ -83,9 +128,10 @@ class LocalBackend:
                 continue
             del self.processes[job_id]
             if code == 0:
-                ends[job_id] = JobEnd(Outcome.SUCCESS)
+                ends[job_id] = JobEnd(Outcome.SUCCESS, state="COMPLETED", node=self.host)
             else:
-                ends[job_id] = JobEnd(Outcome.FAILED, f"local job {job_id} exited with {code}")
+                message = f"local job {job_id} exited with {code}"
+                ends[job_id] = JobEnd(Outcome.FAILED, message, state="FAILED", node=self.host)
         return ends
 
     def cancel(self, job_ids: Sequence[str]) -> None:

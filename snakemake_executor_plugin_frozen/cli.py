@@ -1,7 +1,9 @@
-"""``snakemake-frozen``: the snapshot engine on the command line.
+"""``snakemake-frozen``: the snapshot engine and the record on the command line.
 
 ``snakemake-frozen pack`` is the archive-only documentation mode: it snapshots any folder
 into the content-addressed store exactly as the executor does, without running anything.
+``list``, ``show``, ``which``, ``diff``, ``restore``, ``verify`` and ``gc`` read a working
+directory's store and journal back (their logic is in ``record/``; this is only argparse).
 """
 
 from __future__ import annotations
@@ -10,13 +12,36 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
+from snakemake_executor_plugin_frozen.record import (
+    diffing,
+    gc,
+    listing,
+    restore,
+    show,
+    verify,
+    which,
+)
+from snakemake_executor_plugin_frozen.record.errors import RecordError
+from snakemake_executor_plugin_frozen.record.history import History
+from snakemake_executor_plugin_frozen.record.ids import SHORT
+from snakemake_executor_plugin_frozen.record.layout import Layout
+from snakemake_executor_plugin_frozen.record.live import live_snapshot
+from snakemake_executor_plugin_frozen.record.snapshots import (
+    Snapshot,
+    SnapshotStore,
+    open_snapshot,
+)
+from snakemake_executor_plugin_frozen.record.table import size
+from snakemake_executor_plugin_frozen.record.which import Finder
 from snakemake_executor_plugin_frozen.snapshot import SelectionSettings, SnapshotError, pack
 from snakemake_executor_plugin_frozen.snapshot.git import try_git
 
 PROG = "snakemake-frozen"
 DEFAULTS = SelectionSettings()
+LIVE = "live"
 
 
 class _UsageError(Exception):
@@ -104,18 +129,117 @@ def _parser() -> argparse.ArgumentParser:
         "--level", type=int, default=3, metavar="N", help="zstd compression level (default 3)"
     )
     pack.add_argument("--json", action="store_true", help="print one JSON object")
+    _record_commands(commands, _common_options(parser))
     return parser
+
+
+def _common_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``-C DIR`` on ``parser``, and a parent parser giving every record command the same
+    option (defaulting to what was given before the command: ``-C DIR list`` holds too)
+    and ``--json``."""
+    help_text = (
+        "the working directory whose record is read (default: the current folder); the "
+        "command runs as if started there, as with git -C"
+    )
+    parser.add_argument("-C", "--workdir", type=Path, metavar="DIR", help=help_text)
+    parent = _Parser(add_help=False)
+    parent.add_argument(
+        "-C", "--workdir", type=Path, metavar="DIR", default=argparse.SUPPRESS, help=help_text
+    )
+    parent.add_argument("--json", action="store_true", help="print one JSON object")
+    return parent
+
+
+def _logdir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--logdir",
+        type=Path,
+        metavar="DIR",
+        help="the executor's --frozen-logdir, relative to the working directory (default "
+        ".snakemake/frozen_logs)",
+    )
+
+
+def _record_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    def add(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=description, parents=[common])
+
+    add(
+        "list",
+        "the snapshots of this working directory, newest first",
+        "The store's snapshots, newest first: id, creation, git commit and dirty flag, "
+        "files, archive size, the runs and jobs of the journal that used it, and whether "
+        "any of its jobs are pending or running (SLURM is asked; 'unknown' when it cannot be).",
+    )
+    show = add(
+        "show",
+        "a snapshot's manifest, file list or one file's content",
+        "The manifest of a snapshot (an id, any unique prefix, or an archive/.json file) in "
+        "readable form; --files lists its files; FILE prints one file's content from the "
+        "archive, once the archive's sha256 and the file's are the recorded ones.",
+    )
+    show.add_argument("snapshot", metavar="ID|ARCHIVE")
+    show.add_argument("file", nargs="?", metavar="FILE", help="a path as the manifest names it")
+    show.add_argument("--files", action="store_true", help="list the files with their sizes")
+    which = add(
+        "which",
+        "the job and code that last produced an output",
+        "For each output: the job that last produced it (the journal's latest successful job "
+        "naming it): rule, wildcards, snapshot, git commit, SLURM job id, node, log. Exit 1 "
+        "when any output is not in the journal.",
+    )
+    which.add_argument("paths", nargs="+", metavar="PATH")
+    diff = add(
+        "diff",
+        "what differs between two snapshots, or a snapshot and the live code",
+        "A and B: snapshot ids (any unique prefix), archive or .json paths, or 'live' (the "
+        "code root now, selected with A's recorded settings). B defaults to live. Lists "
+        "added (A), removed (D) and changed (M, T: type) files and environment changes (E). "
+        "Exit 0 identical, 1 different, 2 trouble, as diff.",
+    )
+    diff.add_argument("a", metavar="A")
+    diff.add_argument("b", nargs="?", default=LIVE, metavar="B")
+    diff.add_argument("-p", "--patch", action="store_true", help="unified diff of text files")
+    restore = add(
+        "restore",
+        "a snapshot's files into a new folder, and the command that reruns an output",
+        "Extract the snapshot (its archive's sha256 checked) into DEST, which must be new or "
+        "empty, and print the snakemake command running the workflow from it; with --output "
+        "the command reruns that output as the journal's job made it.",
+    )
+    restore.add_argument("snapshot", metavar="ID|ARCHIVE")
+    restore.add_argument("dest", type=Path, metavar="DEST")
+    restore.add_argument("--output", metavar="PATH", help="an output to rerun")
+    verify = add(
+        "verify",
+        "check archives, manifests and rule-log copies",
+        "Check each stored archive (all without ID) against its recorded sha256 and size, "
+        "every file in it against the manifest, and the rule-log copies against the store. "
+        "Exit 1 naming what is damaged.",
+    )
+    verify.add_argument("snapshots", nargs="*", metavar="ID")
+    _logdir_option(verify)
+    gc = add(
+        "gc",
+        "remove old snapshots, rule-log copies, batch scripts and logs",
+        "Remove snapshots and finished runs' files beyond the policy, never anything a "
+        "pending (also held) or running job needs: SLURM is asked. --keep-last N keeps the N "
+        "most recently used snapshots and all used since; --older-than D removes what was "
+        "last used more than D days ago; with both only what is beyond both goes.",
+    )
+    gc.add_argument(
+        "--keep-last", type=int, metavar="N", help="keep the N most recently used snapshots"
+    )
+    gc.add_argument(
+        "--older-than", type=float, metavar="DAYS", help="remove what was last used before"
+    )
+    gc.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    _logdir_option(gc)
 
 
 def _default_root() -> Path:
     top = try_git(["rev-parse", "--show-toplevel"], os.getcwd())
     return Path(os.fsdecode(top.strip())) if top else Path.cwd()
-
-
-def _size(n: int) -> str:
-    if n < 1000:
-        return f"{n} bytes"
-    return f"{n / 1e3:.1f} kB" if n < 1e6 else f"{n / 1e6:.1f} MB"
 
 
 def _pack(args: argparse.Namespace) -> int:
@@ -156,14 +280,180 @@ def _pack(args: argparse.Namespace) -> int:
     else:
         state = "stored" if result.created else "already stored, nothing written"
         print(f"snapshot {result.id} ({state})")
-        print(f"  {result.files} files, {_size(result.bytes)} selected")
-        print(f"  archive  {result.archive} ({_size(result.archive_bytes)})")
+        print(f"  {result.files} files, {size(result.bytes)} selected")
+        print(f"  archive  {result.archive} ({size(result.archive_bytes)})")
         print(f"  manifest {result.manifest}")
     return 0
 
 
+def _print_json(value: object) -> None:
+    print(json.dumps(value))
+
+
+def _layout(args: argparse.Namespace) -> Layout:
+    return Layout.of(Path.cwd(), getattr(args, "logdir", None))
+
+
+def _list(args: argparse.Namespace) -> int:
+    found = listing.snapshots(_layout(args))
+    if args.json:
+        _print_json(listing.as_json(found))
+        return 0
+    print(listing.as_table(found.snapshots))
+    if found.activity.slurm not in ("asked", "not needed"):
+        _warn(f"whether jobs are pending or running is unknown: {found.activity.slurm}")
+    if found.history.skipped:
+        _warn(f"{found.history.skipped} unreadable line(s) in the journal were skipped")
+    for snapshot_id in found.unreadable:
+        _warn(f"the record of snapshot {snapshot_id} is unreadable (verify {snapshot_id[:12]})")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    snapshot = open_snapshot(args.snapshot, SnapshotStore(_layout(args).store))
+    if args.file is not None:
+        data = show.content(snapshot, args.file)
+        if args.json:
+            _print_json(show.content_json(snapshot, args.file, data))
+        else:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+    elif args.json:
+        archive = None if snapshot.archive is None else str(snapshot.archive)
+        _print_json({"id": snapshot.id, "archive": archive, "manifest": snapshot.manifest})
+    else:
+        print(show.files_table(snapshot) if args.files else show.describe(snapshot))
+    return 0
+
+
+def _which(args: argparse.Namespace) -> int:
+    answers = which.which(_layout(args), args.paths)
+    if args.json:
+        _print_json(which.as_json(answers))
+    else:
+        print(which.as_text(answers))
+    return 0 if all(a.found for a in answers) else 1
+
+
+def _diff_side(reference: str, store: SnapshotStore) -> Snapshot | None:
+    return None if reference == LIVE else open_snapshot(reference, store)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    layout = _layout(args)
+    store = SnapshotStore(layout.store)
+    a, b = _diff_side(args.a, store), _diff_side(args.b, store)
+    with tempfile.TemporaryDirectory(prefix="snakemake-frozen-live-") as scratch:
+        if a is None or b is None:
+            base = a or b
+            if base is None:
+                raise RecordError("diff needs a snapshot on at least one side, not live twice")
+            # The workflow's outputs are data, not code, however a live tree's git sees them.
+            outputs = [
+                layout.workdir / o
+                for job in History.read(layout.journal).jobs
+                for o in job.outputs()
+            ]
+            now = live_snapshot(base, outputs, Path(scratch))
+            a, b = a or now, b or now
+        difference = diffing.compare(a, b)
+        patch = diffing.patch(a, b, difference) if args.patch else None
+    labels = (_label(args.a, a), _label(args.b, b))
+    if args.json:
+        _print_json(diffing.as_json(labels, difference, patch))
+    else:
+        text = diffing.as_text((labels[0]["label"], labels[1]["label"]), difference)
+        if text:
+            print(text)
+        if patch:
+            print(patch, end="")
+    return 0 if difference.identical else 1
+
+
+def _label(reference: str, snapshot: Snapshot) -> dict:
+    if reference == LIVE:
+        label = f"live {snapshot.manifest['root']}"
+    else:
+        label = f"{snapshot.id[:SHORT]} ({snapshot.manifest.get('created')})"
+    return {"reference": reference, "id": snapshot.id, "label": label}
+
+
+def _restore(args: argparse.Namespace) -> int:
+    layout = _layout(args)
+    snapshot = open_snapshot(args.snapshot, SnapshotStore(layout.store))
+    done = restore.restore(snapshot, args.dest, Finder(layout), args.output, layout.workdir)
+    if args.json:
+        _print_json(restore.as_json(done))
+    else:
+        print(restore.as_text(done, snapshot))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    report = verify.verify(_layout(args), args.snapshots)
+    if args.json:
+        _print_json(verify.as_json(report))
+    else:
+        print(verify.as_text(report))
+    return 0 if report.ok else 1
+
+
+def _gc(args: argparse.Namespace) -> int:
+    if args.keep_last is None and args.older_than is None:
+        raise RecordError("say what to keep: --keep-last N, --older-than DAYS, or both")
+    layout = _layout(args)
+    report = gc.collect(
+        layout.workdir, layout.logdir, args.keep_last, args.older_than, args.dry_run
+    )
+    if args.json:
+        _print_json(gc.as_json(report))
+    else:
+        print(gc.as_text(report))
+    return 0
+
+
+def _warn(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+COMMANDS = {
+    "pack": _pack,
+    "list": _list,
+    "show": _show,
+    "which": _which,
+    "diff": _diff,
+    "restore": _restore,
+    "verify": _verify,
+    "gc": _gc,
+}
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, as if started in ``-C DIR``; its refusals as exit statuses."""
+    start = os.getcwd()
+    try:
+        if getattr(args, "workdir", None) is not None:
+            os.chdir(args.workdir)
+        return COMMANDS[args.command](args)
+    except FileNotFoundError as e:  # -C DIR, or a folder vanishing under us
+        print(f"{PROG}: error: {e.filename or e}: {e.strerror}", file=sys.stderr)
+        return 2
+    except RecordError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2 if args.command == "diff" else e.exit_code
+    except SnapshotError as e:
+        reason, _, detail = str(e).partition("\n")
+        print(f"{PROG}: error: {reason}", file=sys.stderr)
+        if detail:
+            print(detail, file=sys.stderr)
+        return 2 if args.command == "diff" else 1
+    finally:
+        os.chdir(start)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``snakemake-frozen``; returns the exit status (2 usage error, 1 refusal)."""
+    """Run ``snakemake-frozen``; returns the exit status (2 usage error, 1 refusal; diff:
+    0 identical, 1 different, 2 trouble)."""
     try:
         args = _parser().parse_args(argv)
     except _UsageError as e:
@@ -171,14 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
-    try:
-        return _pack(args)
-    except SnapshotError as e:
-        reason, _, detail = str(e).partition("\n")
-        print(f"{PROG}: error: {reason}", file=sys.stderr)
-        if detail:
-            print(detail, file=sys.stderr)
-        return 1
+    return _run(args)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 """Glue between Snakemake and the snapshot engine, the batch script and the SLURM backend."""
 
+import contextlib
 import filecmp
 import functools
 import os
+import re
 import shutil
+import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +20,10 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 
-from snakemake_executor_plugin_frozen import jobscript, shellwords
+from snakemake_executor_plugin_frozen import arrays, jobscript, journal, shellwords
 from snakemake_executor_plugin_frozen.backends import LocalBackend, SbatchBackend
 from snakemake_executor_plugin_frozen.leaks import shell_leaks
+from snakemake_executor_plugin_frozen.programs import conda_file, environment_record
 from snakemake_executor_plugin_frozen.settings import ExecutorSettings
 from snakemake_executor_plugin_frozen.slurm.commands import SbatchError, SlurmCommandError
 from snakemake_executor_plugin_frozen.slurm.status import Outcome, PollInterval
@@ -26,6 +31,7 @@ from snakemake_executor_plugin_frozen.slurm.submit import (
     JobSpec,
     SlurmSubmitError,
     SubmitSettings,
+    node_list,
     wildcards_comment,
     wildcards_dir,
 )
@@ -50,6 +56,8 @@ from snakemake_executor_plugin_frozen.workflow_sources import (
 )
 
 STORE = Path(".snakemake/frozen/snapshots")
+# Seconds between looks for ended jobs; SLURM itself is asked at the poll interval.
+TICK = 0.5
 
 
 class Executor(RemoteExecutor):
@@ -65,29 +73,37 @@ class Executor(RemoteExecutor):
                 "this machine from the same snapshot."
             )
         scratch = self.settings.scratch
+        if not self.settings.scratch_max_age_hours >= 0:
+            raise WorkflowError(
+                "frozen: --frozen-scratch-max-age-hours must be 0 or more (or inf), got "
+                f"{self.settings.scratch_max_age_hours}"
+            )
         if scratch and not scratch.startswith(("/", "{")):
             raise WorkflowError(
                 f"frozen: frozen-scratch {scratch!r} is a relative path: it would be resolved "
                 "in the working directory on each node (and land in the code). Give an "
                 "absolute node-local folder, e.g. '{LOCAL_SCRATCH}/frozen' or '/tmp'."
             )
-        self.backend = (
-            LocalBackend()
-            if self.settings.submit == "local"
-            else SbatchBackend(
-                SubmitSettings(
-                    qos=self.settings.qos or None,
-                    reservation=self.settings.reservation or None,
-                    requeue=self.settings.requeue,
-                )
-            )
-        )
+        self.backend = self.make_backend()
         # Snakemake's own list of active jobs is empty while a status query runs, so a
         # Ctrl-C then would cancel nothing: keep our own.
         self.unfinished: dict[str, SubmittedJobInfo] = {}
         # Start polling fast, back off to the user's --seconds-between-status-checks.
         longest = max(self.workflow.remote_execution_settings.seconds_between_status_checks, 0.5)
         self.poll_interval = PollInterval(initial=min(2.0, longest), maximum=longest)
+        self.poll_wait = self.poll_interval.current
+        self.last_query = time.monotonic()
+        self.started = time.monotonic()
+        # Jobs leave a file here as they end: SLURM is asked at once instead of at the next
+        # poll. Only a hint when to ask; what SLURM answers decides the outcome.
+        self.ended_dir: Path | None = None
+        self.ended: set[str] = set()
+        if isinstance(self.backend, SbatchBackend):
+            self.ended_dir = self.logdir / ".ended" / self.run_id
+            try:
+                self.ended_dir.mkdir(mode=0o700, parents=True)
+            except OSError as e:
+                raise WorkflowError(f"frozen: cannot create {self.ended_dir}: {e}") from None
         self.snapshot: PackResult | None = None
         self.code_root = Path()
         self.checked_rules: set[str] = set()
@@ -97,8 +113,52 @@ class Executor(RemoteExecutor):
             f"frozen: mode {self.settings.mode}, submit via {self.settings.submit}, "
             f"run {self.run_id}, logs in {self.logdir}"
         )
+        self.journal_path = self.workdir / journal.JOURNAL
+        self.journal_records: list[dict] = []
         if self.settings.mode != "off":
             self.take_snapshot()
+        self.note(
+            journal.run_started(
+                run=self.run_id,
+                snapshot=self.snapshot.id if self.snapshot else None,
+                code_root=self.code_root if self.snapshot else self.workdir,
+                workdir=self.workdir,
+                argv=sys.argv,
+            )
+        )
+        self.write_journal()
+        if self.snapshot is not None and not self.snapshot.archive.exists():
+            # Another run's gc removed a stored snapshot this run reuses, before the run
+            # record above told it this one is in use: pack it again.
+            self.take_snapshot()
+
+    def make_backend(self) -> LocalBackend | SbatchBackend:
+        if self.settings.submit == "local":
+            return LocalBackend()
+        try:
+            excluded = frozenset(node_list(self.settings.exclude_failed_nodes))
+        except ValueError as e:
+            raise WorkflowError(
+                f"frozen: --frozen-exclude-failed-nodes: {e}; give node names or hostlist "
+                "expressions separated by commas, e.g. 'node1,gpu[3-4]'."
+            ) from None
+        try:
+            submit_settings = SubmitSettings(
+                qos=self.settings.qos or None,
+                reservation=self.settings.reservation or None,
+                requeue=self.settings.requeue,
+                no_requeue=self.settings.no_requeue,
+                exclude_nodes=excluded,
+            )
+        except SlurmSubmitError as e:
+            raise WorkflowError(f"frozen: {e}") from None
+        if self.settings.stuck_minutes <= 0:
+            raise WorkflowError(
+                f"frozen: --frozen-stuck-minutes must be above 0, got {self.settings.stuck_minutes}"
+            )
+        return SbatchBackend(
+            submit_settings, self.run_id, stuck_seconds=self.settings.stuck_minutes * 60
+        )
 
     # -- the snapshot, taken once ---------------------------------------------------------
 
@@ -123,6 +183,18 @@ class Executor(RemoteExecutor):
                 *runtime_cached_sources(self.workflow),
             }
         )
+        # Best effort, never failing the run: the programs of shell: commands and the conda
+        # env files as the submit host sees them (kept only when the snapshot is new).
+        rules = self.workflow.rules
+        environment = environment_record(
+            [(rule.name, rule.shellcmd) for rule in rules if rule.shellcmd],
+            [
+                (rule.name, path)
+                for rule in rules
+                if (path := conda_file(rule.conda_env, str(rule.basedir))) is not None
+            ],
+            root=self.code_root,
+        )
         self.snapshot_taken = time.time()
         try:
             self.snapshot = pack(
@@ -132,6 +204,7 @@ class Executor(RemoteExecutor):
                 explicit=sources,
                 level=self.settings.level,
                 allow_outside=True,
+                environment_extra=environment,
             )
         except SnapshotError as e:
             raise WorkflowError(f"frozen: cannot snapshot {self.code_root}: {e}") from e
@@ -319,11 +392,31 @@ class Executor(RemoteExecutor):
             prefix=self.snapshot.prefix,
             scratch=self.settings.scratch,
             keep_extracted=self.settings.keep_extracted,
+            stale_after=self.settings.scratch_max_age_hours * 3600,
         )
 
     # -- submission -----------------------------------------------------------------------
 
+    def run_jobs(self, jobs: list[JobExecutorInterface]) -> None:
+        for job in jobs:
+            self.run_job_pre(job)
+        prepared = [p for job in jobs if (p := self.prepare(job)) is not None]
+        alone, arrays = self.array_batches(prepared)
+        for job in alone:
+            self.submit_alone(job)
+        for batch in arrays:
+            self.submit_array(batch)
+        self.write_journal()
+
     def run_job(self, job: JobExecutorInterface) -> None:
+        prepared = self.prepare(job)
+        if prepared is not None:
+            self.submit_alone(prepared)
+        self.write_journal()
+
+    def prepare(self, job: JobExecutorInterface) -> "PreparedJob | None":
+        """The job's log folder, the snapshot beside it and its batch script; a file-system
+        error (a full disk, a quota) becomes this job's error, not the run's end."""
         wildcards = job_wildcards(job)
         if job.is_group():
             folder, comment, label = f"group_{job.name}", f"group_{job.name}", f"group {job.name}"
@@ -333,48 +426,147 @@ class Executor(RemoteExecutor):
             label = f"rule {job.name}" + (f" ({comment})" if wildcards else "")
         rule_dir = self.logdir / folder
         job_dir = rule_dir / wildcards_dir(wildcards) if wildcards else rule_dir
-        job_dir.mkdir(parents=True, exist_ok=True)
-        archive = self.place_snapshot(rule_dir) if self.snapshot else None
+        script = job_dir / f"job-{self.run_id[:8]}-{job.jobid}.sh"
+        command = self.format_job_exec(job)
         if self.freezing:
             self.warn_shell_leaks(job)
-        script = job_dir / f"job-{self.run_id[:8]}-{job.jobid}.sh"
-        text = jobscript.render(
-            f"{label}, run {self.run_id}"
-            + (f", snapshot {self.snapshot.id}" if self.snapshot else ""),
-            self.format_job_exec(job),
-            self.frozen_entry(archive) if archive else None,
+        try:
+            job_dir.mkdir(parents=True, exist_ok=True)
+            archive = self.place_snapshot(rule_dir) if self.snapshot else None
+            text = jobscript.render(
+                f"{label}, run {self.run_id}"
+                + (f", snapshot {self.snapshot.id}" if self.snapshot else ""),
+                command,
+                self.frozen_entry(archive) if archive else None,
+                ended=self.ended_dir,
+            )
+            write_executable(script, text)
+        except OSError as e:
+            self.fail_unsubmitted(job, f"frozen: {label} not submitted: {e}")
+            return None
+        return PreparedJob(job, label, comment, rule_dir, job_dir, script)
+
+    def array_batches(
+        self, prepared: list["PreparedJob"]
+    ) -> tuple[list["PreparedJob"], list[list["PreparedJob"]]]:
+        rules = arrays.array_rules(self.settings.array_jobs)
+        if not self.settings.array_jobs or self.settings.submit != "sbatch":
+            return prepared, []
+
+        def key(p: PreparedJob) -> tuple | None:
+            if p.job.is_group() or (rules is not None and p.job.name not in rules):
+                return None
+            # Tasks share one set of sbatch options: jobs of a rule whose resources differ
+            # (by wildcard, by attempt) go into separate arrays.
+            return (p.job.name, p.job.threads, repr(sorted(job_resources(p.job).items())))
+
+        return arrays.batches(prepared, key, self.array_limit)
+
+    @functools.cached_property
+    def array_limit(self) -> int:
+        limit = self.settings.array_limit
+        maximum = max_array_size()
+        if maximum is not None and maximum < limit:
+            self.logger.info(
+                f"frozen: the cluster's MaxArraySize is {maximum}: arrays of at most {maximum} "
+                f"tasks (--frozen-array-limit {limit})"
+            )
+            limit = maximum
+        return max(limit, 1)
+
+    def comment(self, comment: str, token: str) -> str:
+        """The job's comment: its rule and wildcards (as the stock plugin writes them), the
+        snapshot it runs (so that sacct alone tells which code ran) and the submission."""
+        snapshot = f" snapshot={self.snapshot.id[:12]}" if self.snapshot else ""
+        return f"{comment}{snapshot} {token}"
+
+    def submit(self, spec: JobSpec, token: str, what: str, jobs: list[JobExecutorInterface]):
+        """Submit; on failure each job gets the error and None is returned."""
+        try:
+            job_id, warnings = self.backend.submit(spec, token)
+        except (SlurmSubmitError, SbatchError) as e:
+            hint = self.threads_hint(jobs[0], e)
+            for job in jobs:
+                self.fail_unsubmitted(job, f"frozen: submitting {what} failed: {e}{hint}")
+            return None
+        for warning in warnings:
+            if (jobs[0].name, warning) not in self.warned:
+                self.warned.add((jobs[0].name, warning))
+                kind = "group" if jobs[0].is_group() else "rule"
+                self.logger.warning(f"frozen: {kind} {jobs[0].name}: {warning}")
+        return job_id
+
+    def submit_alone(self, p: "PreparedJob") -> None:
+        token = submission_token()
+        spec = JobSpec(
+            job_label=p.label,
+            job_name=self.run_id,
+            comment=self.comment(p.comment, token),
+            log_path=p.job_dir / "%j.log",
+            workdir=self.workdir,
+            script=p.script,
+            resources=job_resources(p.job),
+            threads=p.job.threads,
         )
-        write_executable(script, text)
+        job_id = self.submit(spec, token, p.label, [p.job])
+        if job_id is not None:
+            self.track(p.job, job_id, spec.log_file(job_id))
+
+    def submit_array(self, batch: list["PreparedJob"]) -> None:
+        first = batch[0]
+        rule = first.job.name
+        label = f"rule {rule} (array of {len(batch)} jobs)"
+        script = first.rule_dir / f"array-{self.run_id[:8]}-{first.job.jobid}.sh"
+        try:
+            text = arrays.render(f"{label}, run {self.run_id}", [p.script for p in batch])
+            write_executable(script, text)
+        except OSError as e:
+            for p in batch:
+                self.fail_unsubmitted(p.job, f"frozen: {label} not submitted: {e}")
+            return
+        token = submission_token()
         spec = JobSpec(
             job_label=label,
             job_name=self.run_id,
-            comment=comment,
-            log_path=job_dir / "%j.log",
+            comment=self.comment(f"rule_{rule}_array", token),
+            log_path=first.rule_dir / "%A_%a.log",
             workdir=self.workdir,
             script=script,
-            resources=job_resources(job),
-            threads=job.threads,
+            resources=job_resources(first.job),
+            threads=first.job.threads,
+            array=f"0-{len(batch) - 1}",
         )
-        try:
-            job_id, warnings = self.backend.submit(spec)
-        except (SlurmSubmitError, SbatchError) as e:
-            message = f"frozen: submitting {label} failed: {e}{self.threads_hint(job, e)}"
-            if job.is_group():
-                # Snakemake's error report of a group job drops the message.
-                self.logger.error(message)
-            self.report_job_error(SubmittedJobInfo(job), msg=message + "\n")
+        array_id = self.submit(spec, token, label, [p.job for p in batch])
+        if array_id is None:
             return
-        for warning in warnings:
-            if (job.name, warning) not in self.warned:
-                self.warned.add((job.name, warning))
-                self.logger.warning(
-                    f"frozen: {'group' if job.is_group() else 'rule'} {job.name}: {warning}"
-                )
-        log = spec.log_file(job_id)
+        for task, p in enumerate(batch):
+            self.track(p.job, arrays.task_id(array_id, task), spec.task_log_file(array_id, task))
+
+    def track(self, job: JobExecutorInterface, job_id: str, log: Path) -> None:
         self.logger.info(f"Job {job.jobid} submitted as {job_id} (log: {log})")
+        self.note(
+            journal.submitted(
+                run=self.run_id,
+                rule=job.name,
+                wildcards=job_wildcards(job),
+                outputs=job_outputs(job),
+                job=job.jobid,
+                slurm_id=job_id,
+                snapshot=self.snapshot.id if self.snapshot else None,
+                log=log,
+                workdir=self.workdir,
+                mode=self.settings.mode,
+            )
+        )
         submitted = SubmittedJobInfo(job, external_jobid=job_id, aux={"log": log})
         self.unfinished[job_id] = submitted
         self.report_job_submission(submitted)
+
+    def fail_unsubmitted(self, job: JobExecutorInterface, message: str) -> None:
+        if job.is_group():
+            # Snakemake's error report of a group job drops the message.
+            self.logger.error(message)
+        self.report_job_error(SubmittedJobInfo(job), msg=message + "\n")
 
     @staticmethod
     def threads_hint(job: JobExecutorInterface, error: Exception) -> str:
@@ -411,6 +603,11 @@ class Executor(RemoteExecutor):
     ) -> AsyncGenerator[SubmittedJobInfo, None]:
         if not active_jobs:
             return
+        self.next_seconds_between_status_checks = TICK
+        if not self.query_due():
+            for job_info in active_jobs:
+                yield job_info
+            return
         try:
             async with self.status_rate_limiter:
                 ends = await self.backend.states([j.external_jobid for j in active_jobs])
@@ -418,12 +615,22 @@ class Executor(RemoteExecutor):
             # The controller may be restarting; the jobs are still there, ask again later.
             self.logger.warning(f"frozen: status query failed, will retry: {e}")
             ends = {}
+        self.last_query = time.monotonic()
         for job_info in active_jobs:
             end = ends.get(job_info.external_jobid)
             if end is None:
                 yield job_info
                 continue
-            del self.unfinished[job_info.external_jobid]
+            self.forget(job_info.external_jobid)
+            self.note(
+                journal.ended(
+                    run=self.run_id,
+                    slurm_id=job_info.external_jobid,
+                    outcome="success" if end.outcome is Outcome.SUCCESS else "failed",
+                    state=end.state,
+                    node=end.node,
+                )
+            )
             if end.outcome is Outcome.SUCCESS:
                 self.report_job_success(job_info)
             else:
@@ -431,10 +638,63 @@ class Executor(RemoteExecutor):
                 self.report_job_error(
                     job_info, msg=f"{end.message}\nSLURM log: {log}\n", aux_logs=[str(log)]
                 )
-        self.next_seconds_between_status_checks = self.poll_interval.next(finished=bool(ends))
+        self.poll_wait = self.poll_interval.next(finished=bool(ends))
+        self.write_journal()
+
+    # -- the journal ----------------------------------------------------------------------
+
+    def note(self, record: dict) -> None:
+        self.journal_records.append(record)
+
+    def write_journal(self) -> None:
+        """The records of this step, in one locked append: what ran stays answerable
+        (`snakemake-frozen which`); failing to write it fails no job."""
+        if not self.journal_records:
+            return
+        try:
+            journal.append(self.journal_path, self.journal_records)
+        except OSError as e:
+            self.logger.warning(
+                f"frozen: cannot write the journal {self.journal_path} ({e}); "
+                f"{len(self.journal_records)} record(s) of what ran are lost"
+            )
+        self.journal_records = []
+
+    def query_due(self) -> bool:
+        """Whether to ask SLURM now: at the poll interval, and within a second of a job
+        saying it ended (at most once a second, so that a thousand ending jobs cost no
+        more than one query a second)."""
+        if isinstance(self.backend, LocalBackend):
+            return True
+        since = time.monotonic() - self.last_query
+        if since >= self.poll_wait:
+            return True
+        if self.ended_dir is not None and since >= 1.0:
+            with contextlib.suppress(OSError):  # a hint only: the poll interval still applies
+                self.ended |= set(os.listdir(self.ended_dir)) & self.unfinished.keys()
+            return bool(self.ended)
+        return False
+
+    def forget(self, job_id: str) -> None:
+        del self.unfinished[job_id]
+        if job_id in self.ended:
+            self.ended.discard(job_id)
+            assert self.ended_dir is not None
+            with contextlib.suppress(OSError):
+                os.unlink(self.ended_dir / job_id)
 
     def shutdown(self) -> None:
         super().shutdown()
+        self.write_journal()
+        self.collect_garbage()
+        if self.ended_dir is not None:
+            shutil.rmtree(self.ended_dir, ignore_errors=True)
+        if self.backend.status_calls:
+            minutes = max(time.monotonic() - self.started, 1.0) / 60
+            self.logger.info(
+                f"frozen: {self.backend.status_calls} status queries in {minutes:.1f} minutes "
+                f"({self.backend.status_calls / minutes:.1f} per minute)"
+            )
         if self.snapshot is None or not self.freezing:
             return
         edited = edited_since(self.manifest, self.snapshot_taken)
@@ -443,6 +703,29 @@ class Executor(RemoteExecutor):
                 f"frozen: {len(edited)} file(s) of the code were edited during this run "
                 f"({listing(edited, limit=10)}); the jobs ran the versions of snapshot "
                 f"{self.snapshot.id[:12]}."
+            )
+
+    def collect_garbage(self) -> None:
+        """--frozen-gc-*: the policy of `snakemake-frozen gc`, once the run's jobs are over."""
+        keep_last = self.settings.gc_keep_last or None
+        older_than = self.settings.gc_older_than_days or None
+        if keep_last is None and older_than is None:
+            return
+        from snakemake_executor_plugin_frozen.record import gc
+        from snakemake_executor_plugin_frozen.record.errors import RecordError
+
+        try:
+            report = gc.collect(self.workdir, self.logdir, keep_last, older_than, dry_run=False)
+        except (RecordError, OSError) as e:
+            self.logger.warning(f"frozen: --frozen-gc-*: nothing removed: {e}")
+            return
+        for note in report.notes:
+            self.logger.info(f"frozen: gc: {note}")
+        if report.snapshots or report.files:
+            self.logger.info(
+                f"frozen: gc removed {len(report.snapshots)} snapshot(s) and "
+                f"{len(report.files)} file(s) of {len(report.runs)} earlier run(s), "
+                f"{report.bytes / 1e6:.1f} MB freed"
             )
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
@@ -458,10 +741,45 @@ class Executor(RemoteExecutor):
             )
 
 
+@dataclass(frozen=True)
+class PreparedJob:
+    """A job whose batch script is written, ready to be submitted alone or in an array."""
+
+    job: JobExecutorInterface
+    label: str  # for messages: "rule align (rule_align_wildcards_a)"
+    comment: str  # rule and wildcards, as the stock plugin's --comment
+    rule_dir: Path
+    job_dir: Path
+    script: Path
+
+
+def submission_token() -> str:
+    return f"submission={uuid.uuid4().hex[:16]}"
+
+
+def max_array_size() -> int | None:
+    """The cluster's MaxArraySize (task indices stay below it), if scontrol tells."""
+    try:
+        config = subprocess.run(
+            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
 def job_wildcards(job: JobExecutorInterface) -> dict[str, str]:
     # `wildcards` is not in the stable job interface (group jobs have none).
     wildcards = getattr(job, "wildcards", None)
     return {k: str(v) for k, v in wildcards.items()} if wildcards else {}
+
+
+def job_outputs(job: JobExecutorInterface) -> list[str]:
+    """The job's outputs as Snakemake names them; a group job's are those of its jobs."""
+    # `output` and a group's `jobs` are not in the stable job interface.
+    jobs = getattr(job, "jobs", None) if job.is_group() else [job]
+    return [str(path) for member in jobs or () for path in getattr(member, "output", ())]
 
 
 def job_resources(job: JobExecutorInterface) -> dict[str, Any]:

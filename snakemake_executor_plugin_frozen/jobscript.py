@@ -8,11 +8,18 @@ Every value in the script is one bash word that gives back exactly that value
 (`frozen_path`) and the variables of the lines below. The job's command comes quoted the same
 way from `Executor.format_job_exec`. The comment line holds no control character
 (`shellwords.visible`): a newline there would start a line of code, or an `#SBATCH` directive.
+
+The job's command runs under the node helper's `run` (see node.py: it ends a job whose
+Snakemake hangs after a failure, and every process a job leaves behind), which starts this
+very script again with `JOB_MODE` as its argument: the command stays a line of the script,
+whatever its length, instead of becoming one argument (at most 128 KiB on Linux).
 """
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from snakemake_executor_plugin_frozen.node import STALE_AFTER_SECONDS
 from snakemake_executor_plugin_frozen.shellwords import ShellWord, join, quote, visible
 
 
@@ -28,6 +35,8 @@ class FrozenEntry:
     prefix: str  # the code root's folder inside the extracted copy ("" for its top)
     scratch: str  # template with {VAR} placeholders, resolved on the node
     keep_extracted: bool
+    # After how many seconds unused a node's job removes what earlier jobs left there.
+    stale_after: float = STALE_AFTER_SECONDS
 
 
 def double_quoted(text: str) -> str:
@@ -42,15 +51,44 @@ def frozen_path(relative: str) -> ShellWord:
     return ShellWord(f'"$FROZEN_DIR/"{quote(relative)}')
 
 
-def render(description: str, job_command: str, entry: FrozenEntry | None) -> str:
+JOB_MODE = "--frozen-job-command"
+
+
+def render(
+    description: str,
+    job_command: str,
+    entry: FrozenEntry | None,
+    *,
+    python: str = sys.executable,
+    ended: Path | None = None,
+) -> str:
+    """The batch script; `python` runs the node helper's `run` (the interpreter Snakemake
+    runs under, as for `FrozenEntry.python`). With `ended`, a file named after the job
+    (`<id>`, an array task `<arrayid>_<task>`) appears there once its command is over: a hint
+    for the executor to ask SLURM now rather than at its next poll."""
     lines = [
         "#!/bin/bash",
         f"# snakemake-executor-plugin-frozen: {visible(description)}",
         "set -euo pipefail",
+        f'if [ "${{1-}}" = {JOB_MODE} ]; then',
+        f"    {job_command}",
+        "    exit",
+        "fi",
     ]
     if entry is not None:
         lines += _frozen_lines(entry)
-    lines.append(job_command)
+    run = join([python, "-P", "-m", "snakemake_executor_plugin_frozen.node", "run", "--"])
+    if ended is None:
+        lines.append(f'{run} "$BASH" "$0" {JOB_MODE}')
+    else:
+        task = "${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}"
+        lines += [
+            "frozen_status=0",
+            f'{run} "$BASH" "$0" {JOB_MODE} || frozen_status=$?',
+            f'frozen_ended_as="{task}"',
+            f': > {quote(str(ended))}/"${{frozen_ended_as:-${{SLURM_JOB_ID:-unknown}}}}" || true',
+            'exit "$frozen_status"',
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -63,6 +101,12 @@ def _frozen_lines(entry: FrozenEntry) -> list[str]:
         "--code-root", str(entry.code_root),
         *(["--prefix", entry.prefix] if entry.prefix else []),
         *(["--keep"] if entry.keep_extracted else []),
+        # Only when not the node helper's default: that one needs no word in the script.
+        *(
+            ["--stale-after", repr(float(entry.stale_after))]
+            if entry.stale_after != STALE_AFTER_SECONDS
+            else []
+        ),
     ]  # fmt: skip
     enter = join(["enter", *snapshot, "--scratch", entry.scratch])
     # The other nodes of a multi-node job get their own copy at the same path, so that

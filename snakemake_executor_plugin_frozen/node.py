@@ -1,7 +1,23 @@
-"""What a job runs on its compute node before and after Snakemake: `enter` checks the
-scratch folder, extracts the snapshot once per node (or proves the copy already there is
-still the snapshot's) and prints the shell exports that point the job at it; `leave`
-releases it and removes the copy when the node's last job using it has ended.
+"""What a job runs on its compute node around Snakemake: `enter` checks the scratch folder,
+extracts the snapshot once per node (or proves the copy already there is still the
+snapshot's) and prints the shell exports that point the job at it; `run` runs the job's
+command and makes sure it ends, and ends with it every process it started; `leave` releases
+the snapshot and removes the copy when the node's last job using it has ended.
+
+`run` (every job, whatever the mode) exists because the job's Snakemake does not always end,
+nor end what it started. When a pipe() group's producer fails, its local executor kills the
+group's shells that have started (not their children: a consumer's subshell blocked opening
+the FIFO lives on, orphaned), and a consumer that starts a moment later is not killed at all:
+it blocks for good opening a FIFO no producer will open, and Snakemake, having logged its
+shutdown, waits for it until the job's time limit. SLURM ends leftover processes only with
+proctrack/cgroup. So `run` starts the command in a process group of its own, is the child
+subreaper of whatever it orphans, and ends every process of the job (TERM, then KILL):
+- `--grace` seconds after the job's Snakemake logged that it is shutting down without
+  logging that it is done (the job's log is `run`'s stderr), or after TERM, INT or HUP
+  (which it passes on to the job); the status is then 1, or the job's after a signal;
+- once the command has ended: what it left behind (its status is kept).
+A successful Snakemake never logs that shutdown line; a rule that prints that very line into
+the job's log and then runs on for `--grace` seconds would be ended too.
 
 Nothing in scratch is believed unless this user made it there and it is still as made:
 - The scratch folder and every folder above it must belong to root or the user and be
@@ -26,6 +42,21 @@ Nothing in scratch is believed unless this user made it there and it is still as
                      (FROZEN_JOB_DIR); its `holder` file says who holds it
 Names starting with a dot are temporary, and debris once no job holds the lock.
 
+What a job killed by SIGKILL, or one on a crashed node, leaves behind (it never runs
+`leave`), and kept copies nobody uses any more, are removed by a later job's `enter` on
+that node: all entries of one snapshot together, under its lock if nobody holds it, once
+none of them changed for `--stale-after` seconds (taking or releasing a lease changes the
+leases folder) and no running job holds a lease. A lease of a process of this host and pid
+namespace is held while that process lives, or while SLURM says its job runs; any other
+(another node's on a shared scratch, another pid namespace's, a multi-node job's) only
+counts as unheld when SLURM says its job does not run. SLURM is asked once (squeue), about
+these jobs and this one: an answer that does not list this job is no answer, and without
+one nothing that depends on it is removed. A copy that a live process still runs from
+(its FROZEN_COPY names it: an orphan of a killed batch shell) is kept too. Only names that
+are ours are touched, through the folder's fd, never following a link; a copy is made
+writable (by fd) only to remove it. The work is bounded (the oldest few snapshots, about
+a second) and its errors are logged, never the job's.
+
 Leases: `<host>.<jobid>.<pid>` for the batch shell of a SLURM job (`<host>.<pid>` outside
 SLURM) lives while that very process does: its `holder` records the host, the pid namespace
 and the process's start time, so a recycled pid does not keep a dead job's lease alive, and
@@ -38,24 +69,30 @@ or checks its own copy at the same path, leased as `<host>.job<jobid>` until `le
 --job-lease` (no process of ours lives on there to be checked).
 
     python -P -m snakemake_executor_plugin_frozen.node enter --archive A --sha256 S --id ID \
-        --code-root LIVE [--prefix P] --scratch TEMPLATE [--keep] --holder PID
+        --code-root LIVE [--prefix P] --scratch TEMPLATE [--keep] [--stale-after SECONDS] \
+        --holder PID
     python -P -m snakemake_executor_plugin_frozen.node enter ... --scratch-path DIR \
         --job-lease JOBID
+    python -P -m snakemake_executor_plugin_frozen.node run [--grace SECONDS] -- PROGRAM ARGS
     python -P -m snakemake_executor_plugin_frozen.node leave [--job-lease JOBID]
 """
 
 import argparse
+import ctypes
 import errno
 import fcntl
+import math
 import os
 import re
 import shlex
+import signal
 import socket
 import stat
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -160,10 +197,51 @@ def lease_is_live(record: str, host: str, namespace: str) -> bool:
     """A lease of a process on this host and in this pid namespace lives while that very
     process (same pid, same start time) does. Any other (another node's on a shared scratch,
     another pid namespace's, a multi-node job's) cannot be checked here: it is kept."""
+    process = _local_process(record, host, namespace)
+    return process is None or process_start(process[0]) == process[1]
+
+
+def _local_process(record: str, host: str, namespace: str) -> tuple[int, str] | None:
+    """(pid, start time) of a lease's process when it is one of this host and pid
+    namespace, which can be checked here; else None."""
     fields = record.split()
     if len(fields) != 5 or fields[:3] != ["pid", host, namespace] or not fields[3].isdigit():
-        return True
-    return process_start(int(fields[3])) == fields[4]
+        return None
+    return int(fields[3]), fields[4]
+
+
+def lease_job_id(name: str, record: str) -> str:
+    """The SLURM job id of the lease `name` holding `record`, "" if it has none: a job
+    lease's record holds it; a process's lease has it in its name, `<host>.<jobid>.<pid>`,
+    whose host and pid its record holds (a host name may hold dots)."""
+    fields = record.split()
+    if len(fields) == 3 and fields[0] == "job":
+        return fields[2] if _JOB_ID.fullmatch(fields[2]) else ""
+    if len(fields) == 5 and fields[0] == "pid":
+        job_id = name.removeprefix(f"{fields[1]}.").removesuffix(f".{fields[3]}")
+        if name == f"{fields[1]}.{job_id}.{fields[3]}" and _JOB_ID.fullmatch(job_id):
+            return job_id
+    return ""
+
+
+def lease_is_stale(
+    name: str, record: str, host: str, namespace: str, jobs: Mapping[str, str] | None
+) -> bool:
+    """Whether no running job holds the lease `name` (holding `record`), for removing what
+    a killed job left behind; `jobs` maps SLURM job ids to their squeue state ("" for one
+    squeue does not list), None when SLURM could not be asked. Nothing is stale on doubt:
+    - a lease of a process of this host and pid namespace is stale once that process is
+      gone (its pid dead or another process's), unless SLURM says its job still runs (its
+      other processes may still run from the copy);
+    - any other (another node's on a shared scratch, another pid namespace's, a multi-node
+      job's, which cannot be checked here) only when SLURM says its job does not run."""
+    job_id = lease_job_id(name, record)
+    state = jobs.get(job_id) if jobs is not None and job_id else None
+    job_over = state is not None and state in _NOT_RUNNING
+    process = _local_process(record, host, namespace)
+    if process is None:
+        return job_over
+    return process_start(process[0]) != process[1] and (state is None or job_over)
 
 
 def seal_difference(sealed: bytes, now: bytes) -> str:
@@ -506,12 +584,17 @@ def pid_namespace() -> str:
 def process_start(pid: int) -> str:
     """When process `pid` started (clock ticks after boot), "" if there is none: a later
     process that got the same pid has another start."""
+    fields = _stat_fields(pid)
+    return fields[19] if fields else ""  # field 22 of proc(5)
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3 onwards of /proc/<pid>/stat (state, ppid, pgrp, ...), None if no process."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rpartition(b")")[2].split()  # the name may hold spaces, ')'
+            return f.read().rpartition(b")")[2].decode().split()  # the name may hold ')'
     except OSError:
-        return ""
-    return fields[19].decode()  # field 22 of proc(5); this list starts at field 3
+        return None
 
 
 def _open_leases(base: int, snapshot_id: str, create: bool) -> int | None:
@@ -577,6 +660,473 @@ def holder_record(host: str, holder: int | None, job_lease: str | None) -> str:
     return f"pid {host} {pid_namespace()} {holder} {process_start(holder or 0) or '-'}"
 
 
+# -- what earlier jobs left behind -----------------------------------------------------------
+
+STALE_AFTER_SECONDS = 24 * 3600.0  # the default of `enter --stale-after`
+_CLEANUP_SECONDS = 1.0  # no removal is started after this: the job is waiting
+_CLEANUP_SNAPSHOTS = 8  # the oldest this many snapshots' entries are looked at, per job
+_SQUEUE_SECONDS = 2.0
+# Entries of the per-user folder that are ours, by snapshot id: the copy, its seal, lock and
+# leases, and the temporary names of extract_at (`.<id>.<12 hex>.tmp`), _write_atomic
+# (`.<id>.seal.<12 hex>.tmp`) and discard (`.<id>.deleting.<12 hex>`, also of `<id>.leases`).
+_OURS = re.compile(r"(?P<id>[0-9a-f]{8,64})(?:\.seal|\.lock|\.leases)?")
+_DEBRIS = re.compile(
+    r"\.(?P<id>[0-9a-f]{8,64})(?:\.seal|\.leases)?\.(?:[0-9a-f]{12}\.tmp|deleting\.[0-9a-f]{12})"
+)
+# squeue states of a job none of whose processes runs any more ("": squeue does not list
+# it, so it ended a while ago); any other, known or not, counts as running.
+_NOT_RUNNING = frozenset(
+    {"", "PENDING", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED"}
+    | {"BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY"}
+)
+
+
+def snapshot_of(name: str) -> str | None:
+    """The snapshot id an entry of the per-user folder belongs to, None if it is not ours."""
+    match = _OURS.fullmatch(name) or _DEBRIS.fullmatch(name)
+    return match["id"] if match else None
+
+
+def clean_stale(
+    base: int, folder: Path, current: str, stale_after: float, host: str, own_job: str
+) -> None:
+    """Remove what earlier jobs left of other snapshots than `current` in the per-user
+    folder (a job killed by SIGKILL or on a crashed node never runs `leave`; a kept copy
+    nobody uses any more): a snapshot's entries go together, once none of them changed for
+    `stale_after` seconds and no running job holds them (`Holders`), under its lock if
+    nobody holds it. SLURM is asked once (`own_job`: this job's id, "" outside SLURM).
+    Bounded, and never fails the job: errors are logged and ignored."""
+    if math.isinf(stale_after):
+        return
+    started = time.monotonic()
+    try:
+        old = _old_snapshots(base, current, stale_after)
+        if not old:
+            return
+        holders = Holders(
+            host,
+            pid_namespace(),
+            slurm_job_states(_job_ids(base, old), own_job),
+            copies_in_use(folder),
+        )
+        for snapshot_id in old:
+            if time.monotonic() - started > _CLEANUP_SECONDS:
+                return
+            try:
+                removed = _remove_if_stale(base, snapshot_id, stale_after, holders)
+            except OSError as e:
+                print(
+                    f"frozen: could not remove what earlier jobs left of snapshot {snapshot_id} "
+                    f"in {folder}: {e}; ignored",
+                    file=sys.stderr,
+                )
+                continue
+            if removed:
+                names, idle = removed
+                print(
+                    f"frozen: removed what earlier jobs left of snapshot {snapshot_id} in "
+                    f"{folder} ({', '.join(names)}): unused for {_duration(idle)} and held by "
+                    "no running job",
+                    file=sys.stderr,
+                )
+    except Exception as e:  # whatever went wrong, this job's own snapshot is ready
+        print(f"frozen: could not clean up old entries in {folder}: {e}; ignored", file=sys.stderr)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class Holders:
+    """What tells whether running jobs still hold a snapshot's entries on this node."""
+
+    host: str
+    namespace: str  # this process's pid namespace
+    jobs: Mapping[str, str] | None  # squeue states by job id; None: SLURM gave no answer
+    in_use: frozenset[str]  # the copies that live processes run from
+
+    def hold(self, snapshot_id: str, leases: Sequence[tuple[str, str]]) -> bool:
+        if snapshot_id in self.in_use:
+            return True
+        return not all(
+            lease_is_stale(name, record, self.host, self.namespace, self.jobs)
+            for name, record in leases
+        )
+
+
+def copies_in_use(folder: Path) -> frozenset[str]:
+    """The snapshot ids of the copies in `folder` that live processes (those whose
+    environment this user can read) run from: every process of a job inherits its
+    FROZEN_COPY, and some may outlive the job's shell (SLURM's proctrack/linuxproc leaves
+    running what a killed batch shell started)."""
+    prefix = f"FROZEN_COPY={folder}/".encode()
+    found = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:  # gone, or another user's
+            continue
+        found.update(
+            entry[len(prefix) :].decode(errors="replace")
+            for entry in environ.split(b"\0")
+            if entry.startswith(prefix)
+        )
+    return frozenset(found)
+
+
+def _old_snapshots(base: int, current: str, stale_after: float) -> list[str]:
+    """The snapshots (not `current`) whose entries all are older than `stale_after`
+    seconds, the oldest first, at most _CLEANUP_SNAPSHOTS."""
+    entries: dict[str, list[str]] = {}
+    for name in os.listdir(base):
+        snapshot_id = snapshot_of(name)
+        if snapshot_id and snapshot_id != current:
+            entries.setdefault(snapshot_id, []).append(name)
+    now = time.time()
+    last_changes = ((_last_change(base, names), i) for i, names in entries.items())
+    old = sorted((t, i) for t, i in last_changes if t is not None and now - t >= stale_after)
+    return [snapshot_id for _, snapshot_id in old[:_CLEANUP_SNAPSHOTS]]
+
+
+def _last_change(folder: int, names: Sequence[str]) -> float | None:
+    """The newest mtime of these entries (their own: links are not followed); every lease
+    taken or released changes its leases folder's. None when none of them is left."""
+    times = []
+    for name in names:
+        with suppress(FileNotFoundError):
+            times.append(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mtime)
+    return max(times, default=None)
+
+
+def _job_ids(base: int, snapshot_ids: Sequence[str]) -> set[str]:
+    """The SLURM job ids of the snapshots' leases (a snapshot whose leases cannot be read
+    is left to _remove_if_stale, which says why)."""
+    found = set()
+    for snapshot_id in snapshot_ids:
+        with suppress(OSError):
+            found.update(lease_job_id(*lease) for lease in _leases(base, snapshot_id))
+    return found - {""}
+
+
+def _leases(base: int, snapshot_id: str) -> list[tuple[str, str]]:
+    """(name, holder record) of each lease of the snapshot."""
+    try:
+        leases = _open_leases(base, snapshot_id, create=False)
+    except OSError as e:
+        if e.errno in (errno.ENOTDIR, errno.ELOOP):
+            return []  # not a folder (a link, a file): no job could take a lease in it
+        raise
+    if leases is None:
+        return []
+    try:
+        names = [name for name in os.listdir(leases) if not name.startswith(".")]
+        return [(name, _holder(leases, name)) for name in names]
+    finally:
+        os.close(leases)
+
+
+def slurm_job_states(job_ids: set[str], own_job: str) -> dict[str, str] | None:
+    """The squeue state of each of `job_ids` ("" for one it does not list), asking about
+    this job too: an answer that does not list it (or no answer, or none outside SLURM)
+    is no answer to go by, and gives None."""
+    if not job_ids or not own_job:
+        return None
+    import subprocess  # here: most jobs never ask, and the node helper starts on every job
+
+    asked = ",".join(sorted(job_ids | {own_job}))
+    command = ["squeue", "--noheader", "--jobs", asked, "--format", "%A|%T"]
+    try:
+        listed = subprocess.run(
+            command, capture_output=True, text=True, timeout=_SQUEUE_SECONDS, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    # %A is the job's own id, an array task's too (whose %i would be `<array>_<task>`).
+    states = dict(line.strip().partition("|")[::2] for line in listed.splitlines())
+    if own_job not in states:
+        return None
+    return {job_id: states.get(job_id, "") for job_id in job_ids}
+
+
+def _remove_if_stale(
+    base: int, snapshot_id: str, stale_after: float, holders: Holders
+) -> tuple[list[str], float] | None:
+    """Under the snapshot's lock, unless a job holds it: if its entries are still unused
+    and unheld (checked again: a job may have come since), remove them and return their
+    names and how long they were unused."""
+    lock_name = f"{snapshot_id}.lock"
+    lock_changed = _last_change(base, [lock_name])  # before taking it may make it
+    lock = _lock_if_free(base, snapshot_id)
+    if lock is None:
+        return None
+    try:
+        names = sorted(n for n in os.listdir(base) if snapshot_of(n) == snapshot_id)
+        changes = [_last_change(base, [n for n in names if n != lock_name]), lock_changed]
+        last = max((t for t in changes if t is not None), default=None)
+        if last is None:  # all gone meanwhile, but for the lock just made
+            os.unlink(lock_name, dir_fd=base)
+            return None
+        idle = time.time() - last
+        if idle < stale_after or holders.hold(snapshot_id, _leases(base, snapshot_id)):
+            return None
+        discard(base, f"{snapshot_id}.leases")  # with the job folders of its dead leases
+        for name in names:
+            if name.startswith("."):
+                remove_tree(base, name)
+        remove_copy(base, snapshot_id)
+        return names, idle
+    finally:
+        os.close(lock)
+
+
+def _lock_if_free(base: int, snapshot_id: str) -> int | None:
+    """The snapshot's lock (an fd to close) if nobody holds it, else None (see locked)."""
+    name = f"{snapshot_id}.lock"
+    # O_NONBLOCK: a FIFO planted at the name must not hang the job.
+    flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    fd = os.open(name, flags, 0o600, dir_fd=base)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if stat.S_ISREG(os.fstat(fd).st_mode) and _is_at(fd, base, name):
+            return fd
+    except BlockingIOError:
+        pass
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None
+
+
+# -- running the job's command ----------------------------------------------------------------
+
+# What Snakemake's scheduler logs when, after a failed job or a kill, it starts waiting for
+# the jobs it still runs, and once that wait is over (snakemake/scheduling/job_scheduler.py).
+SHUTTING_DOWN = b"Shutting down, this might take some time."
+SHUT_DOWN = b"Exiting because a job execution failed."
+_PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_POLL_SECONDS = 0.2
+_KILL_AFTER_SECONDS = 2.0  # from TERM to KILL, for processes of a job that is over
+_GIVE_UP_SECONDS = 5.0  # after KILL: what is still there is in an uninterruptible wait
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    parent: int
+    group: int
+    start: str
+
+
+def live_processes() -> dict[int, Process]:
+    """Every process this user can see, zombies (already dead) left out."""
+    found = {}
+    for name in os.listdir("/proc"):
+        fields = _stat_fields(int(name)) if name.isdigit() else None
+        if fields and fields[0] != "Z":
+            found[int(name)] = Process(int(name), int(fields[1]), int(fields[2]), fields[19])
+    return found
+
+
+def job_processes(table: Mapping[int, Process], root: int, group: int) -> list[Process]:
+    """The processes below `root` and those still in the job's process group (an orphan
+    keeps its group when it ends up with init, not with `root`)."""
+    children: dict[int, list[Process]] = {}
+    for process in table.values():
+        children.setdefault(process.parent, []).append(process)
+    found: dict[int, Process] = {}
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child.pid not in found:
+                found[child.pid] = child
+                todo.append(child.pid)
+    found.update({p.pid: p for p in table.values() if p.group == group and p.pid != root})
+    return sorted(found.values(), key=lambda p: p.pid)
+
+
+def command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = f.read().rstrip(b"\0").split(b"\0")
+    except OSError:
+        return "?"
+    text = " ".join(w.decode(errors="replace") for w in words)
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def shell_status(wait_status: int) -> int:
+    """An exit status as bash gives it: 128 + N for a process ended by signal N."""
+    code = os.waitstatus_to_exitcode(wait_status)
+    return code if code >= 0 else 128 - code
+
+
+class Children:
+    """Reaps every child of this process (the job's shell and, as subreaper, whatever the
+    job orphaned) and keeps the job shell's exit status."""
+
+    def __init__(self, job: int) -> None:
+        self.job = job
+        self.status: int | None = None
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.job:
+                self.status = shell_status(wait_status)
+
+
+def end_job_processes(job: int, children: Children) -> list[str]:
+    """TERM every process of the job, KILL those left after a while; what was running."""
+    root = os.getpid()
+    running = job_processes(live_processes(), root, job)
+    shown = [f"{p.pid} ({command_line(p.pid)})" for p in running]
+    _send(running, signal.SIGTERM)
+    started = time.monotonic()
+    while running:
+        waited = time.monotonic() - started
+        if waited > _KILL_AFTER_SECONDS + _GIVE_UP_SECONDS:
+            print(
+                "frozen: could not end process(es) of the job: "
+                + ", ".join(str(p.pid) for p in running),
+                file=sys.stderr,
+            )
+            break
+        if waited > _KILL_AFTER_SECONDS:
+            _send(running, signal.SIGKILL)
+        time.sleep(0.05)
+        children.reap()
+        running = job_processes(live_processes(), root, job)
+    return shown
+
+
+def _send(processes: Sequence[Process], signum: int) -> None:
+    for process in processes:
+        if process_start(process.pid) == process.start:  # not a new process with its pid
+            with suppress(ProcessLookupError, PermissionError):
+                os.kill(process.pid, signum)
+
+
+class ShutdownWatch:
+    """Follows the job's log, this process's stderr when that is a file (as in a SLURM job),
+    for Snakemake's shutdown lines, from where the log ended when the job started."""
+
+    def __init__(self) -> None:
+        self.log: int | None = None
+        self.tail = b""
+        self.since: float | None = None  # when SHUTTING_DOWN was seen
+        self.over = False  # SHUT_DOWN was seen after it
+        try:
+            log = os.open("/proc/self/fd/2", os.O_RDONLY | os.O_CLOEXEC)  # a reader of its own
+        except OSError:
+            return
+        if stat.S_ISREG(os.fstat(log).st_mode):
+            os.lseek(log, 0, os.SEEK_END)
+            self.log = log
+        else:
+            os.close(log)
+
+    def read(self, now: float) -> None:
+        while self.log is not None and not self.over and (chunk := os.read(self.log, 1 << 20)):
+            text = self.tail + chunk
+            if self.since is None and SHUTTING_DOWN in text:
+                self.since = now
+            if self.since is not None and SHUT_DOWN in text:
+                self.over = True
+            self.tail = text[-len(SHUTTING_DOWN) :]
+
+    def stuck(self, now: float, grace: float) -> bool:
+        return self.since is not None and not self.over and now - self.since > grace
+
+    def close(self) -> None:
+        if self.log is not None:
+            os.close(self.log)
+            self.log = None
+
+
+class Forwarder:
+    """Passes TERM, INT and HUP on to the job's process group (a scancel reaches every
+    process of the job itself, a local cancel only this one) and notes when the first came."""
+
+    def __init__(self, group: int) -> None:
+        self.group = group
+        self.since: float | None = None
+        for signum in _FORWARDED:
+            signal.signal(signum, self.forward)
+
+    def forward(self, signum: int, frame: object) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+        with suppress(ProcessLookupError):
+            os.killpg(self.group, signum)
+
+
+def become_subreaper() -> None:
+    """Orphans of the job become this process's children, not init's, so that they are
+    found and ended with the job (Linux 3.4+; elsewhere only its process group is)."""
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def run(command: Sequence[str], grace: float) -> int:
+    """Run the job's command in a process group of its own and end it when it is stuck:
+    `grace` seconds after its Snakemake announced a shutdown it never finishes, or after a
+    termination signal; then end whatever processes of the job are left. The command's exit
+    status, 1 if it had to be ended after its Snakemake's shutdown."""
+    become_subreaper()
+    watch = ShutdownWatch()
+    # SIGCHLD stays blocked, to be waited for; the others until they can be passed on.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, *_FORWARDED})
+    job = os.posix_spawnp(
+        command[0],
+        list(command),
+        os.environ,
+        setpgroup=0,
+        setsigmask=(),
+        setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),  # ignored by Python, not by the job
+    )
+    children = Children(job)
+    signals = Forwarder(job)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
+    stuck = ""
+    hung_after_failure = False
+    while children.status is None and not stuck:
+        signal.sigtimedwait({signal.SIGCHLD}, _POLL_SECONDS)
+        children.reap()
+        now = time.monotonic()
+        watch.read(now)
+        if watch.stuck(now, grace):
+            hung_after_failure = True
+            stuck = (
+                f"the job's Snakemake logged {SHUTTING_DOWN.decode()!r} {grace:g} s ago and "
+                "still waits for a process that does not end (such as a pipe() consumer "
+                "whose producer failed)"
+            )
+        elif signals.since is not None and now - signals.since > grace:
+            stuck = f"the job did not end within {grace:g} s of a termination signal"
+    watch.close()
+    left = end_job_processes(job, children)
+    if left:
+        why = stuck or "the job's command ended, leaving processes running"
+        print(f"frozen: {why}; ended: {', '.join(left)}", file=sys.stderr)
+    if children.status is None or hung_after_failure:
+        return 1  # as its Snakemake would have, had it ended
+    return children.status
+
+
 # -- the commands -----------------------------------------------------------------------------
 
 
@@ -591,30 +1141,33 @@ def enter(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str
     base, folder = open_user_folder(scratch, create=True)
     copy = folder / args.id
     job_id = environ.get("SLURM_JOB_ID", "")
-    name = lease_name(
-        host, args.holder, args.job_lease, job_id if _JOB_ID.fullmatch(job_id) else ""
-    )
-    try:
-        with locked(base, args.id):
-            difference = prepare_copy(base, copy, Path(args.archive), args.sha256)
-            take_lease(base, args.id, name, holder_record(host, args.holder, args.job_lease), host)
-    except OSError as e:
-        raise scratch_error(folder.parent, e, f"preparing {copy}") from e
-    finally:
-        os.close(base)
+    job_id = job_id if _JOB_ID.fullmatch(job_id) else ""
+    name = lease_name(host, args.holder, args.job_lease, job_id)
     frozen_dir = copy / args.prefix if args.prefix else copy
-    print(
-        f"frozen: snapshot {args.id} from {args.archive} "
-        f"{'reused' if difference is None else 'extracted'} at {frozen_dir} on {host} "
-        f"({time.monotonic() - started:.2f} s)",
-        file=sys.stderr,
-    )
-    if difference:
+    try:
+        try:
+            with locked(base, args.id):
+                difference = prepare_copy(base, copy, Path(args.archive), args.sha256)
+                record = holder_record(host, args.holder, args.job_lease)
+                take_lease(base, args.id, name, record, host)
+        except OSError as e:
+            raise scratch_error(folder.parent, e, f"preparing {copy}") from e
         print(
-            f"frozen: the copy at {copy} differs from snapshot {args.id} (changed: "
-            f"{difference}): extracted again",
+            f"frozen: snapshot {args.id} from {args.archive} "
+            f"{'reused' if difference is None else 'extracted'} at {frozen_dir} on {host} "
+            f"({time.monotonic() - started:.2f} s)",
             file=sys.stderr,
         )
+        if difference:
+            print(
+                f"frozen: the copy at {copy} differs from snapshot {args.id} (changed: "
+                f"{difference}): extracted again",
+                file=sys.stderr,
+            )
+        # After the line above, which the job's log starts with; this job's lock is free.
+        clean_stale(base, folder, args.id, args.stale_after, host, job_id)
+    finally:
+        os.close(base)
     if args.job_lease:
         return {}  # another node of a multi-node job: the first node's exports hold
     pythonpath = frozen_pythonpath(
@@ -683,6 +1236,16 @@ def _snapshot_id(text: str) -> str:
     return text
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"not a number of seconds (0 or more, or inf): {text!r}")
+    return value
+
+
 def _job_id(text: str) -> str:
     if not _JOB_ID.fullmatch(text):
         raise argparse.ArgumentTypeError(f"not a SLURM job id: {text!r}")
@@ -701,6 +1264,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     enter_parser.add_argument("--scratch", default="", help="the frozen-scratch template")
     enter_parser.add_argument("--scratch-path", default="", help="the scratch, resolved")
     enter_parser.add_argument("--keep", action="store_true")
+    enter_parser.add_argument(
+        "--stale-after",
+        type=_seconds,
+        default=STALE_AFTER_SECONDS,
+        help="remove what earlier jobs left of other snapshots once unused this many seconds "
+        "and held by no running job ('inf': never)",
+    )
     holder = enter_parser.add_mutually_exclusive_group(required=True)
     holder.add_argument("--holder", type=int, help="the job shell's pid")
     holder.add_argument("--job-lease", type=_job_id, help="the SLURM job id (other nodes)")
@@ -708,8 +1278,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "leave", help="release the snapshot; remove it after the last job"
     )
     leave_parser.add_argument("--job-lease", type=_job_id, help="the SLURM job id (other nodes)")
+    run_parser = commands.add_parser(
+        "run", help="run the job's command; end it, and what it leaves, when it is stuck"
+    )
+    run_parser.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        help="seconds the job gets to end by itself after its Snakemake announced its "
+        "shutdown, or after a termination signal",
+    )
+    run_parser.add_argument("job_command", nargs="+", help="after --: the program and its args")
     args = parser.parse_args(argv)
     try:
+        if args.command == "run":
+            return run(args.job_command, args.grace)
         if args.command == "enter":
             for name, value in enter(args, os.environ).items():
                 print(f"export {name}={shlex.quote(value)}")

@@ -57,6 +57,14 @@ class ExecutorSettings(ExecutorSettingsBase):
             "(default: removed)."
         },
     )
+    scratch_max_age_hours: float = field(
+        default=24.0,
+        metadata={
+            "help": "Extracted copies (kept ones too) and lock files that killed jobs left "
+            "in node scratch are removed by a later job on that node once unused this many "
+            "hours and held by no running job (default 24; 'inf': never)."
+        },
+    )
     code_root: str = field(
         default="",
         metadata={
@@ -114,6 +122,58 @@ class ExecutorSettings(ExecutorSettingsBase):
     )
     requeue: bool = field(
         default=False, metadata={"help": "Let SLURM requeue jobs after node failure or preemption."}
+    )
+    no_requeue: bool = field(
+        default=False,
+        metadata={
+            "help": "Never let SLURM requeue a job (--no-requeue), whatever the cluster's "
+            "default; excludes --frozen-requeue."
+        },
+    )
+    array_jobs: str = field(
+        default="",
+        metadata={
+            "help": "Rules whose ready jobs are submitted as SLURM job arrays, one sbatch per "
+            "batch: comma-separated rule names, or 'all'. Group jobs are never arrays."
+        },
+    )
+    array_limit: int = field(
+        default=1000,
+        metadata={"help": "Most tasks per job array (also capped by the cluster's MaxArraySize)."},
+    )
+    stuck_minutes: float = field(
+        default=10.0,
+        metadata={
+            "help": "End a job as an error, and cancel it, once it has stayed this many "
+            "minutes in a state it may never leave on its own: pending for a reason no "
+            "waiting resolves (PartitionConfig, BadConstraints, ...), COMPLETING, or NODE_FAIL/"
+            "PREEMPTED that SLURM does not requeue (with --frozen-requeue); also once SLURM "
+            "has not known it that long."
+        },
+    )
+    gc_keep_last: int = field(
+        default=0,
+        metadata={
+            "help": "At the end of each run, remove the snapshots of this working directory "
+            "beyond the N last used, with their rule-log copies, batch scripts and logs "
+            "(never what a pending or running job needs; as 'snakemake-frozen gc "
+            "--keep-last N'). 0: keep everything (default)."
+        },
+    )
+    gc_older_than_days: float = field(
+        default=0,
+        metadata={
+            "help": "At the end of each run, remove what was last used more than this many "
+            "days ago (as 'snakemake-frozen gc --older-than DAYS'; with --frozen-gc-keep-last, "
+            "only what is beyond both). 0: keep everything (default)."
+        },
+    )
+    exclude_failed_nodes: str = field(
+        default="",
+        metadata={
+            "help": "Comma-separated nodes never to submit to (--exclude). Nodes on which a "
+            "job ends NODE_FAIL are added for the rest of the run."
+        },
     )
 
 

@@ -5,6 +5,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -365,3 +366,135 @@ def test_a_failing_cleanup_does_not_change_the_jobs_exit_status(
         ran = subprocess.run(["bash", str(script)], capture_output=True, text=True)
         assert ran.returncode == expected, ran.stderr
         assert "frozen: error:" in ran.stderr
+
+
+# -- run: the job's command, ended when stuck, with what it leaves behind ---------------------
+
+ANNOUNCED = "Shutting down, this might take some time."  # Snakemake's, after a failure
+SHUT_DOWN = "Exiting because a job execution failed. Look above for error messages"
+
+
+def processes_in(folder: Path) -> list[str]:
+    """The live processes (pid and command line) working in `folder` or below it."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone, or a zombie
+            continue
+        if cwd.is_relative_to(folder):
+            found.append(f"{entry.name} {line}")
+    return found
+
+
+class Job:
+    """`node run` of a bash command in `tmp_path/job`, its log (stdout and stderr) a file
+    as in a SLURM job."""
+
+    def __init__(self, tmp_path: Path, command: str, grace: float = 1.0) -> None:
+        self.folder = tmp_path / "job"
+        self.folder.mkdir(exist_ok=True)
+        self.log = tmp_path / "job.log"
+        self.started = time.monotonic()
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [*NODE_RUN, "--grace", str(grace), "--", "bash", "-c", command],
+                cwd=self.folder,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+
+    def wait(self) -> tuple[int, float, str]:
+        """Exit status, seconds taken, log."""
+        try:
+            status = self.process.wait(timeout=60)
+        finally:
+            self.process.kill()
+        return status, time.monotonic() - self.started, self.log.read_text()
+
+    def wait_for(self, text: str) -> None:
+        deadline = time.monotonic() + 30
+        while text not in self.log.read_text():
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.05)
+
+
+NODE_RUN = [sys.executable, "-P", "-m", "snakemake_executor_plugin_frozen.node", "run"]
+
+
+def test_run_ends_a_job_whose_snakemake_waits_forever_after_announcing_its_shutdown(
+    tmp_path: Path,
+) -> None:
+    """As after a pipe() group's failed producer: a consumer blocked for good opening the
+    FIFO, another one orphaned; the job ends, with status 1, and nothing of it is left."""
+    hung = f"mkfifo p; (cat p &); echo '{ANNOUNCED}' >&2; cat p"
+    status, seconds, log = Job(tmp_path, hung, grace=1).wait()
+    assert status == 1, log
+    assert 1 < seconds < 5, log
+    assert f"the job's Snakemake logged {ANNOUNCED!r} 1 s ago and still waits" in log
+    assert "(cat p)" in log
+    assert processes_in(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "sleep 2.5; echo DONE",  # a long job: never announces a shutdown
+        # after the announcement, the wait ended: what follows is Snakemake's own business
+        f"echo '{ANNOUNCED}' >&2; echo '{SHUT_DOWN}' >&2; sleep 2.5; echo DONE",
+    ],
+)
+def test_run_leaves_a_job_that_is_not_stuck_alone(tmp_path: Path, command: str) -> None:
+    (tmp_path / "job.log").write_text(f"{ANNOUNCED}\n")  # an earlier attempt's: not this job's
+    status, seconds, log = Job(tmp_path, command, grace=1).wait()
+    assert status == 0, log
+    assert seconds > 2.5
+    assert log.endswith("DONE\n"), log
+    assert "frozen:" not in log
+
+
+def test_run_ends_what_the_job_left_behind_and_keeps_its_status(tmp_path: Path) -> None:
+    """An orphan keeps the job's process group; a `setsid` daemon does not, but it is
+    orphaned to `run`, the subreaper."""
+    leaves = "setsid sleep 300 & (sleep 301 &); sleep 0.5; exit 3"
+    status, seconds, log = Job(tmp_path, leaves).wait()
+    assert status == 3, log
+    assert seconds < 3, log
+    assert "the job's command ended, leaving processes running; ended: " in log
+    assert "(sleep 300)" in log and "(sleep 301)" in log
+    assert processes_in(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "status", "at_least"), [("sleep 300", 143, 0), ("trap '' TERM; sleep 300", 137, 1)]
+)
+def test_run_passes_a_termination_on_and_kills_a_job_that_ignores_it(
+    tmp_path: Path, command: str, status: int, at_least: float
+) -> None:
+    """A local cancel signals only `run`'s process group: the job must get it too."""
+    job = Job(tmp_path, f"echo STARTED; {command}", grace=1)
+    job.wait_for("STARTED")
+    signalled = time.monotonic()
+    job.process.terminate()
+    ended, _, log = job.wait()
+    assert ended == status, log
+    assert at_least <= time.monotonic() - signalled < at_least + 4, log
+    assert processes_in(tmp_path) == []
+
+
+def test_batch_script_runs_a_command_of_any_length_under_run(tmp_path: Path) -> None:
+    """The script runs itself again for the command, which stays a line of the script: as
+    one argument it could not be longer than 128 KiB."""
+    script = tmp_path / "job" / "job.sh"
+    script.parent.mkdir()
+    long_command = f": {'x' * 200_000}; (sleep 302 &); echo RAN"
+    script.write_text(render("test job", long_command, None))
+    ran = subprocess.run(["bash", str(script)], cwd=script.parent, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "RAN\n"
+    assert "(sleep 302)" in ran.stderr
+    assert processes_in(tmp_path) == []

@@ -119,6 +119,10 @@ def markers_anywhere(workdir: Path) -> list[str]:
     )
 
 
+# shebang, comment, `set`, the job's command in its `if` block (4), `node run` of it
+LINES_WITHOUT_SNAPSHOT = 8
+
+
 def assert_script_lines_are_clean(text: str, lines: int) -> None:
     assert text.count("\n") == lines, text
     for line in text.splitlines():
@@ -135,7 +139,7 @@ def test_quoted_values_reach_the_command_as_they_are(tmp_path: Path) -> None:
     values = hostile("A")
     command = shlex.join(STUB) + " " + " ".join(shellwords.quote(v) for v in values)
     text = render("rule make (" + " | ".join(values) + ")", command, None)
-    assert_script_lines_are_clean(text, 4)
+    assert_script_lines_are_clean(text, LINES_WITHOUT_SNAPSHOT)
     assert decoded(run_script(tmp_path, text).stdout) == values
     assert markers(tmp_path) == []
 
@@ -172,7 +176,7 @@ def test_snakemakes_job_arguments_are_bash_words_within_our_call(tmp_path: Path)
     assert formatting.calls > 0
     assert (utils.format_cli_pos_arg, utils.format_cli_value) == original
     text = render("t", " ".join([shlex.join(STUB), *args]), None)
-    assert_script_lines_are_clean(text, 4)
+    assert_script_lines_are_clean(text, LINES_WITHOUT_SNAPSHOT)
     got = decoded(run_script(tmp_path, text, FROZEN_DIR="/f d").stdout)
     b64 = "base64//" + base64.b64encode(values[5].encode("utf-8", "surrogateescape")).decode()
     assert got == [

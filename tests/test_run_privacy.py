@@ -45,7 +45,7 @@ def test_copies_are_private_and_secrets_stay_out(tmp_path: Path) -> None:
     }
     snapshot_files = [*store.glob("*.tar.zst"), *store.glob("[0-9a-f]*.json")]
     assert {mode(p) for p in snapshot_files} == {0o400}
-    assert [mode(p) for p in store.glob("statcache-*")] == [0o600]  # paths and hashes
+    assert {mode(p) for p in store.glob("statcache-*")} == {0o600}  # paths and hashes
     packed = {f["path"] for f in read_manifest(archive)["files"]}
     assert packed == {"Snakefile", "private_helper.py"}
     warning = next(line for line in result.stderr.splitlines() if "look like credentials" in line)

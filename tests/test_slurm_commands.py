@@ -1,5 +1,6 @@
 import asyncio
 import subprocess
+from datetime import datetime
 
 import pytest
 
@@ -111,6 +112,33 @@ def test_run_sbatch_retries_transient_errors(fake_run):
     assert len(fake.calls) == 3
 
 
+SUBMISSION = commands.Submission("run-1", "submission=abc")
+TIMED_OUT = "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
+
+
+def test_run_sbatch_takes_the_job_a_timed_out_call_made(fake_run):
+    """The controller made the job although sbatch timed out: no second submission."""
+    squeue = "12_[0-3]|rule_a_array snapshot=x submission=abc\n11|rule_b submission=other\n"
+    fake = fake_run((1, "", TIMED_OUT), (0, squeue, ""))
+    assert run_sbatch(ARGV, SUBMISSION, retry_delay=0) == "12"
+    assert [c[0] for c in fake.calls] == ["sbatch", "squeue"]
+    assert "--name=run-1" in fake.calls[1]
+
+
+def test_run_sbatch_retries_once_slurm_says_no_job_was_made(fake_run):
+    fake = fake_run((1, "", TIMED_OUT), (0, "11|rule_b submission=other\n", ""), (0, "13\n", ""))
+    assert run_sbatch(ARGV, SUBMISSION, retry_delay=0) == "13"
+    assert [c[0] for c in fake.calls] == ["sbatch", "squeue", "sbatch"]
+
+
+def test_run_sbatch_does_not_retry_when_it_cannot_tell(fake_run):
+    down = "squeue: error: Unable to contact slurm controller (connect failure)"
+    fake = fake_run((1, "", TIMED_OUT), (1, "", down), (1, "", down))
+    with pytest.raises(SbatchError, match="not retried, so as not to run it twice"):
+        run_sbatch(ARGV, SUBMISSION, attempts=2, retry_delay=0)
+    assert [c[0] for c in fake.calls] == ["sbatch", "squeue", "squeue"]
+
+
 def test_run_sbatch_gives_up_after_attempts(fake_run):
     busy = "sbatch: error: Slurm temporarily unable to accept job"
     fake_run((1, "", busy), (1, "", busy))
@@ -182,9 +210,8 @@ class FakeAsyncRun:
     async def __call__(self, argv, timeout):
         self.calls.append(list(argv))
         name = "sacct_c" if argv[0] == "sacct" and "-c" in argv else argv[0]
-        ids = argv[argv.index("-j") + 1].split(",")
         answer = self.handlers[name]
-        return answer(ids) if callable(answer) else _Result(*answer)
+        return answer(argv) if callable(answer) else _Result(*answer)
 
 
 @pytest.fixture
@@ -197,33 +224,78 @@ def fake_async(monkeypatch):
     return install
 
 
+SINCE = datetime(2026, 12, 1, 23, 50, 0)
+
+
 def query(ids, **kwargs):
-    return asyncio.run(query_states(ids, retry_delay=0, **kwargs))
+    return asyncio.run(query_states(ids, "run-1", SINCE, retry_delay=0, **kwargs))
 
 
-def test_query_states_uses_sacct_by_id(fake_async):
-    fake = fake_async(sacct=(0, "1|COMPLETED|0:0\n2|CANCELLED by 0|0:0\n2.batch|x|0:0\n", ""))
-    assert query(["1", "2"]) == {
-        "1": JobState("COMPLETED", "0:0"),
+def test_query_states_asks_sacct_once_for_the_whole_run(fake_async):
+    fake = fake_async(
+        sacct=(0, "1|COMPLETED|0:0|node1|None\n2|CANCELLED by 0|0:0\n2.batch|x|0:0\n9|RUNNING|", "")
+    )
+    answer = query(["1", "2"])
+    assert answer.states == {
+        "1": JobState("COMPLETED", "0:0", nodes="node1"),
         "2": JobState("CANCELLED by 0", "0:0"),
     }
+    assert answer.complete and answer.calls == 1
     assert fake.calls == [
         [
             "sacct",
             "-X",
             "--parsable2",
             "--noheader",
-            "--format=JobIdRaw,State,ExitCode",
-            "-j",
-            "1,2",
+            "--name=run-1",
+            # Past midnight: jobs of yesterday are still asked for.
+            "--starttime=2026-12-01T23:50:00",
+            "--format=JobID,State,ExitCode,NodeList,Reason",
         ]
     ]
 
 
 def test_query_states_asks_squeue_for_ids_sacct_does_not_know_yet(fake_async):
-    fake = fake_async(sacct=(0, "1|RUNNING|0:0\n", ""), squeue=(0, "2|PENDING\n", ""))
-    assert query(["1", "2", "3"]) == {"1": JobState("RUNNING", "0:0"), "2": JobState("PENDING")}
-    assert fake.calls[1] == ["squeue", "-h", "-t", "all", "-o", "%i|%T", "-j", "2,3"]
+    fake = fake_async(
+        sacct=(0, "1|RUNNING|0:0\n", ""),
+        squeue=(
+            0,
+            "1|COMPLETED||None\n2|PENDING||Priority\n7_[1-2,4%2]|PENDING||JobArrayTaskLimit\n",
+            "",
+        ),
+    )
+    answer = query(["1", "2", "3", "7_1", "7_4"])
+    assert answer.states == {
+        "1": JobState("RUNNING", "0:0"),  # sacct's word is final
+        "2": JobState("PENDING", reason="Priority"),
+        "7_1": JobState("PENDING", reason="JobArrayTaskLimit"),
+        "7_4": JobState("PENDING", reason="JobArrayTaskLimit"),
+    }
+    assert fake.calls[1] == ["squeue", "-h", "-t", "all", "--name=run-1", "-o", "%i|%T|%N|%r"]
+
+
+def test_an_array_cancelled_before_it_started_is_one_row_for_all_tasks(fake_async):
+    fake_async(sacct=(0, "8|CANCELLED by 0|0:0\n9_0|COMPLETED|0:0\n", ""), squeue=(0, "", ""))
+    answer = query(["8_0", "8_1", "9_0", "9_1"])
+    assert answer.states == {
+        "8_0": JobState("CANCELLED by 0", "0:0"),
+        "8_1": JobState("CANCELLED by 0", "0:0"),
+        "9_0": JobState("COMPLETED", "0:0"),
+    }
+
+
+def test_a_job_that_ended_before_sacct_knew_its_name_is_asked_by_id(fake_async):
+    """squeue tells it ended but not how: its exit code comes from sacct by id."""
+    by_name = (0, "1|RUNNING|0:0\n", "")
+    by_id = (0, "2|FAILED|3:0|node1|None\n", "")
+    fake = fake_async(
+        sacct=lambda argv: _Result(*(by_id if "-j" in argv else by_name)),
+        squeue=(0, "1|RUNNING\n2|FAILED\n3|PENDING\n", ""),
+    )
+    answer = query(["1", "2", "3"])
+    assert answer.states["2"] == JobState("FAILED", "3:0", nodes="node1")
+    assert answer.states["3"] == JobState("PENDING")
+    assert fake.calls[2][-2:] == ["-j", "2"] and answer.calls == 3
 
 
 def test_query_states_falls_back_when_accounting_disabled(fake_async):
@@ -232,7 +304,8 @@ def test_query_states_falls_back_when_accounting_disabled(fake_async):
         squeue=(0, "1|RUNNING\n", ""),
         sacct_c=(0, "2|FAILED|3:0\n", ""),
     )
-    assert query(["1", "2", "3"]) == {"1": JobState("RUNNING"), "2": JobState("FAILED", "3:0")}
+    answer = query(["1", "2", "3"])
+    assert answer.states == {"1": JobState("RUNNING"), "2": JobState("FAILED", "3:0")}
     assert [c[0] for c in fake.calls] == ["sacct", "squeue", "sacct"]
     assert "-c" in fake.calls[2] and fake.calls[2][-1] == "2,3"
 
@@ -243,29 +316,15 @@ def test_query_states_without_sacct_binary(fake_async):
         squeue=(0, "1|COMPLETED\n", ""),
         sacct_c=(127, "", "sacct: command not found"),
     )
-    assert query(["1", "2"]) == {"1": JobState("COMPLETED")}
-
-
-def test_query_states_squeue_invalid_id_asks_one_by_one(fake_async):
-    def squeue(ids):
-        if ids == ["2"]:
-            return _Result(1, "", INVALID_ID)
-        if len(ids) > 1:
-            return _Result(1, "", INVALID_ID)
-        return _Result(0, f"{ids[0]}|RUNNING\n", "")
-
-    fake = fake_async(sacct=(1, "", DISABLED), squeue=squeue, sacct_c=(0, "", ""))
-    assert query(["1", "2", "3"]) == {"1": JobState("RUNNING"), "3": JobState("RUNNING")}
-    squeue_ids = [c[c.index("-j") + 1] for c in fake.calls if c[0] == "squeue"]
-    assert squeue_ids == ["1,2,3", "1", "2", "3"]
+    assert query(["1", "2"]).states == {"1": JobState("COMPLETED")}
 
 
 def test_query_states_retries_transient_sacct_errors(fake_async):
     answers = iter(
         [_Result(1, "", "sacct: error: Socket timed out"), _Result(0, "1|PENDING|0:0", "")]
     )
-    fake = fake_async(sacct=lambda ids: next(answers))
-    assert query(["1"]) == {"1": JobState("PENDING", "0:0")}
+    fake = fake_async(sacct=lambda argv: next(answers))
+    assert query(["1"]).states == {"1": JobState("PENDING", "0:0")}
     assert len(fake.calls) == 2
 
 
@@ -277,21 +336,22 @@ def test_query_states_raises_when_no_source_answers(fake_async):
     assert [c[0] for c in fake.calls] == ["sacct", "sacct", "squeue", "squeue"]
 
 
-def test_query_states_keeps_sacct_answer_when_squeue_fails(fake_async):
+def test_query_states_failing_squeue_makes_the_answer_partial(fake_async):
+    """Jobs sacct does not know yet are not missing when squeue cannot be asked."""
     fake_async(sacct=(0, "1|RUNNING|0:0\n", ""), squeue=(1, "", "squeue: error: weird"))
-    assert query(["1", "2"]) == {"1": JobState("RUNNING", "0:0")}
+    answer = query(["1", "2"])
+    assert answer.states == {"1": JobState("RUNNING", "0:0")}
+    assert not answer.complete
 
 
-def test_query_states_chunks_and_clusters(fake_async, monkeypatch):
-    monkeypatch.setattr(commands, "CHUNK_SIZE", 2)
-    fake = fake_async(sacct=lambda ids: _Result(0, "".join(f"{i}|RUNNING|0:0\n" for i in ids), ""))
-    assert len(query(["1", "2", "3", "1"], clusters=True)) == 3
-    assert [c[-1] for c in fake.calls] == ["1,2", "3"]
-    assert all("--clusters=all" in c for c in fake.calls)
+def test_query_states_clusters(fake_async):
+    fake = fake_async(sacct=(0, "1|RUNNING|0:0\n", ""))
+    query(["1"], clusters=True)
+    assert "--clusters=all" in fake.calls[0]
 
 
 def test_query_states_empty():
-    assert asyncio.run(query_states([])) == {}
+    assert asyncio.run(query_states([], "run-1", SINCE)).states == {}
 
 
 def write_stub(directory, name, body):
@@ -303,9 +363,9 @@ def write_stub(directory, name, body):
 def test_query_states_with_stub_commands_on_path(tmp_path, monkeypatch):
     """The real asyncio subprocess path, against stub sacct/squeue scripts."""
     write_stub(tmp_path, "sacct", f'echo "{DISABLED}"; exit 1')
-    write_stub(tmp_path, "squeue", "echo 'CLUSTER: ci'; echo '7|RUNNING'")
+    write_stub(tmp_path, "squeue", "echo 'CLUSTER: ci'; echo '7|RUNNING|node2|None'")
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert query(["7"]) == {"7": JobState("RUNNING")}
+    assert query(["7"]).states == {"7": JobState("RUNNING", nodes="node2")}
 
 
 def test_async_runner_timeout_and_missing_binary():

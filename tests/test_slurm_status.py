@@ -5,7 +5,9 @@ from snakemake_executor_plugin_frozen.slurm.status import (
     MissingJobs,
     Outcome,
     PollInterval,
+    StuckJobs,
     failure_message,
+    job_ids_of,
     outcome,
     parse_sacct,
     parse_squeue,
@@ -61,7 +63,6 @@ def test_parse_squeue_with_cluster_headers():
         "REQUEUED",
         "RESIZING",
         "SUSPENDED",
-        "PREEMPTED",
         "UNKNOWN",
         "SOMETHING_NEW",
         "",
@@ -86,6 +87,7 @@ def test_running_states(state):
         "ERROR",
         "REVOKED",
         "SPECIAL_EXIT",
+        "PREEMPTED",
         "timeout",
     ],
 )
@@ -96,6 +98,7 @@ def test_failed_states(state):
 def test_success_and_requeue():
     assert outcome("COMPLETED") is Outcome.SUCCESS
     assert outcome("NODE_FAIL", requeue=True) is Outcome.RUNNING
+    assert outcome("PREEMPTED", requeue=True) is Outcome.RUNNING
     assert outcome("TIMEOUT", requeue=True) is Outcome.FAILED
 
 
@@ -172,3 +175,50 @@ def test_poll_interval_defaults_reach_cap():
 def test_poll_interval_rejects_bad_settings(initial, factor, maximum):
     with pytest.raises(ValueError, match="poll interval"):
         PollInterval(initial, factor, maximum)
+
+
+def test_array_rows_stand_for_each_task():
+    assert job_ids_of("12_[0-2,5%2]") == ["12_0", "12_1", "12_2", "12_5"]
+    assert job_ids_of("12_[7]") == ["12_7"]
+    assert job_ids_of("12_3") == ["12_3"]
+    stdout = "12_[1-2]|PENDING||JobArrayTaskLimit\n12_0|RUNNING|node1|None\n"
+    assert parse_squeue(stdout) == {
+        "12_0": JobState("RUNNING", nodes="node1"),
+        "12_1": JobState("PENDING", reason="JobArrayTaskLimit"),
+        "12_2": JobState("PENDING", reason="JobArrayTaskLimit"),
+    }
+
+
+def test_sacct_columns_nodes_and_reason():
+    stdout = "5|NODE_FAIL|0:0|node2|None\n6|PENDING|0:0|None assigned|PartitionConfig\n"
+    assert parse_sacct(stdout) == {
+        "5": JobState("NODE_FAIL", "0:0", nodes="node2"),
+        "6": JobState("PENDING", "0:0", reason="PartitionConfig"),
+    }
+
+
+def test_stuck_jobs_end_after_the_bound_and_restart_on_change():
+    clock = Clock()
+    stuck = StuckJobs(bound_seconds=60, clock=clock)
+    hopeless = JobState("PENDING", reason="PartitionConfig")
+    waiting = JobState("PENDING", reason="Resources")
+    assert stuck.update({"1": hopeless, "2": waiting, "3": JobState("COMPLETING")}) == {}
+    clock.now += 61
+    overdue = stuck.update({"1": hopeless, "2": waiting, "3": JobState("RUNNING")})
+    assert list(overdue) == ["1"]
+    assert "PENDING (PartitionConfig) for 1.0 minutes" in overdue["1"]
+    assert "--frozen-stuck-minutes" in overdue["1"]
+    # A pending job that waits for resources or a hold is never ended.
+    clock.now += 6000
+    assert "2" not in stuck.update({"2": waiting, "4": JobState("PENDING", reason="JobHeldUser")})
+
+
+def test_stuck_jobs_with_requeue_bound_preempted_and_node_failed():
+    clock = Clock()
+    stuck = StuckJobs(bound_seconds=60, requeue=True, clock=clock)
+    states = {"1": JobState("PREEMPTED"), "2": JobState("NODE_FAIL"), "3": JobState("SUSPENDED")}
+    assert stuck.update(states) == {}
+    clock.now += 61
+    assert set(stuck.update(states)) == {"1", "2"}
+    # Without requeue they have ended already (outcome FAILED), nothing to bound.
+    assert StuckJobs(bound_seconds=0, clock=clock).update(states) == {}

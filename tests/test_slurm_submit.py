@@ -1,14 +1,24 @@
+import re
+import shlex
+import string
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from snakemake_executor_plugin_frozen.slurm.submit import (
+    SBATCH_LONG_OPTIONS,
+    SBATCH_SHORT_OPTIONS,
     JobSpec,
+    OptionValue,
     SlurmSubmitError,
     SubmitSettings,
     build_sbatch_argv,
     cluster_of,
+    node_list,
     parse_sbatch_output,
+    resolve_sbatch_option,
     validate_slurm_extra,
     wildcards_comment,
     wildcards_dir,
@@ -77,7 +87,9 @@ def test_full_resource_mapping_in_slurm_plugin_order():
         "tasks": 3,
         "slurm_extra": "--mail-type=END --begin 'now+1hour'",
     }
-    settings = SubmitSettings(reservation="maint", requeue=True, exclude_nodes="n1,n2")
+    settings = SubmitSettings(
+        reservation="maint", requeue=True, exclude_nodes=frozenset({"n2", "n1"})
+    )
     argv, warnings = build_sbatch_argv(spec(resources, threads=4), settings)
     assert middle(argv) == [
         "-A",
@@ -171,8 +183,9 @@ def test_qos_resource_replaces_setting():
 
 
 def test_no_requeue_setting_and_exclusive_requeue():
-    assert "--no-requeue" in argv_for(settings=SubmitSettings(no_requeue=True))
-    with pytest.raises(SlurmSubmitError, match="requeue"):
+    argv = argv_for(settings=SubmitSettings(no_requeue=True))
+    assert "--no-requeue" in argv and "--requeue" not in argv
+    with pytest.raises(SlurmSubmitError, match="--frozen-requeue and --frozen-no-requeue"):
         SubmitSettings(requeue=True, no_requeue=True)
 
 
@@ -198,14 +211,9 @@ def test_threads_and_cpus_per_task():
         argv_for(threads=-1)
 
 
-def test_gpu_job_tasks_and_cpus_per_gpu():
+def test_gpu_job_has_no_task_geometry_unless_asked():
     argv = middle(argv_for({"gpu": 2, "gpu_model": "a100", "cpus_per_gpu": 4}))
-    assert argv[-4:] == ["--cpus-per-gpu=4", "-D", "/w", "--gpus=a100:2"]
-    assert "--ntasks-per-gpu=1" in argv and not any(a.startswith("--ntasks=") for a in argv)
-    assert "--ntasks-per-gpu=3" in argv_for({"gpu": 1, "tasks": 3})
-    assert "--ntasks-per-gpu=2" in argv_for({"gpu": 1, "tasks": 3, "tasks_per_gpu": 2})
-    # tasks_per_gpu <= 0 leaves it to SLURM
-    assert not any("ntasks" in a for a in argv_for({"gpu": 1, "tasks_per_gpu": 0}))
+    assert argv == ["--cpus-per-gpu=4", "-D", "/w", "--gpus=a100:2"]
     # without cpus_per_gpu a GPU job still gets threads as cpus-per-task
     assert "--cpus-per-task=3" in argv_for({"gpu": 1}, threads=3)
     assert not any("cpus" in a for a in argv_for({"gpu": 1, "cpus_per_gpu": -1}))
@@ -223,8 +231,44 @@ def test_valid_gres(gres):
 
 
 def test_gpu_gres_makes_gpu_job():
-    argv = argv_for({"gres": "gpu:1"})
-    assert "--ntasks-per-gpu=1" in argv
+    assert not any(a.startswith("--ntasks") for a in argv_for({"gres": "gpu:1"}))
+    assert "--ntasks=1" in argv_for({"gres": "tmpspace:10G"})
+    assert "--ntasks-per-gpu=2" in argv_for({"gres": "gpu:a100:1", "tasks": 2})
+
+
+@pytest.mark.parametrize(
+    ("resources", "per_gpu"),
+    [
+        ({"gpu": 1}, None),
+        ({"gpu": 1, "tasks": 3}, "3"),
+        ({"gpu": 1, "tasks": 3, "tasks_per_gpu": 2}, "2"),
+        ({"gpu": 1, "tasks": "4"}, "4"),
+        ({"gpu": 1, "tasks_per_gpu": 2.0}, "2"),
+        # 0 or less leaves it to SLURM, and does not fall back to tasks (as the stock plugin)
+        ({"gpu": 1, "tasks": 3, "tasks_per_gpu": 0}, None),
+        ({"gpu": 1, "tasks_per_gpu": -1}, None),
+        ({"gpu": 1, "tasks": 0}, None),
+    ],
+)
+def test_gpu_task_geometry_as_stock_plugin(resources, per_gpu):
+    argv = argv_for(resources)
+    found = [a.split("=", 1)[1] for a in argv if a.startswith("--ntasks-per-gpu=")]
+    assert found == ([per_gpu] if per_gpu else [])
+    assert not any(a.startswith("--ntasks=") for a in argv)
+
+
+def test_gpu_mpi_job_gets_tasks_and_tasks_per_gpu():
+    argv = argv_for({"gpu": 2, "mpi": "srun", "tasks": 4})
+    assert "--ntasks-per-gpu=4" in argv and "--ntasks=4" in argv
+
+
+@pytest.mark.parametrize(
+    ("resources", "name"),
+    [({"gpu": 1, "tasks_per_gpu": "x"}, "tasks_per_gpu"), ({"gpu": 1, "tasks": True}, "tasks")],
+)
+def test_bad_gpu_task_values_name_the_resource(resources, name):
+    with pytest.raises(SlurmSubmitError, match=f"resource '{name}'"):
+        argv_for(resources)
 
 
 @pytest.mark.parametrize(
@@ -286,6 +330,7 @@ def test_slurm_extra_values_stay_single_arguments():
         ("-D /x", "the executor sets it"),
         ("--wrap 'echo hi'", "the executor sets it"),
         ("--array=1-3", "the executor sets it"),
+        ("-a 1-3", "the executor sets it"),
         ("--wait", "the executor sets it"),
         ("--account=x", "slurm_account"),
         ("-A x", "slurm_account"),
@@ -335,7 +380,215 @@ def test_slurm_extra_rejects_executor_managed_options(extra, instead):
     ],
 )
 def test_slurm_extra_allows_other_options(extra):
-    assert validate_slurm_extra(extra, LABEL)
+    parsed = validate_slurm_extra(extra, LABEL)
+    assert parsed.args == tuple(shlex.split(extra)) and parsed.exclude == ()
+
+
+@pytest.mark.parametrize(
+    ("extra", "resolved", "instead"),
+    [
+        ("--part=debug", "--partition", "slurm_partition"),
+        ("--partit debug", "--partition", "slurm_partition"),
+        ("--out=o.log", "--output", "the executor sets it"),
+        ("--chd=/x", "--chdir", "the executor sets it"),
+        ("--wra=true", "--wrap", "the executor sets it"),
+        ("--job=x", "--job-name", "the executor sets it"),
+        ("--acco x", "--account", "slurm_account"),
+        ("--qo=high", "--qos", "qos"),
+        ("--mem-per-c=1G", "--mem-per-cpu", "mem_mb_per_cpu"),
+        ("--ntasks-per-g=2", "--ntasks-per-gpu", "tasks_per_gpu"),
+        ("--cpus-per-t 2", "--cpus-per-task", "cpus_per_task"),
+        ("--pars", "--parsable", "the executor sets it"),
+        ("--ar=1-3", "--array", "the executor sets it"),
+        ("--cluster=c", "--cluster", "clusters"),
+        ("--clusters=c", "--clusters", "clusters"),
+        ("--const=x", "--constraint", "constraint"),
+        ("--test", "--test-only", "submit no job"),
+        ("--vers", "--version", "submit no job"),
+        ("--usa", "--usage", "submit no job"),
+    ],
+)
+def test_slurm_extra_abbreviations_of_managed_options_refused(extra, resolved, instead):
+    with pytest.raises(SlurmSubmitError, match="must not contain") as info:
+        validate_slurm_extra(f"--mail-type=END {extra}", LABEL)
+    message = str(info.value)
+    assert LABEL in message and instead in message and repr(extra.split()[0]) in message
+    if extra.split()[0].split("=")[0] != resolved:
+        assert f", {resolved})" in message  # says what sbatch makes of the abbreviation
+
+
+@pytest.mark.parametrize(
+    ("extra", "candidates"),
+    [
+        ("--m=4G", "--mail-type, --mail-user, --mcs-label, --mem, --mem-bind"),
+        ("--mem-per 1G", "--mem-per-cpu, --mem-per-gpu"),
+        ("--par=x", "--parsable, --partition"),
+        ("--cl=x", "--cluster, --cluster-constraint, --clusters"),
+        ("--exp=NONE", "--export, --export-file"),
+        ("--wai", "--wait, --wait-all-nodes"),
+        ("--ti 10", "--time, --time-min"),
+        ("--acc x", "--account, --acctg-freq"),
+        ("--excl=node1", "--exclude, --exclusive"),
+    ],
+)
+def test_slurm_extra_ambiguous_abbreviation_refused(extra, candidates):
+    with pytest.raises(SlurmSubmitError, match="ambiguous") as info:
+        validate_slurm_extra(extra, LABEL)
+    message = str(info.value)
+    assert LABEL in message and candidates in message and "in full" in message
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "--mail-t END --mail-u me@x.org",
+        "--hin=nomultithread",
+        "--mem-per-g=10G",
+        "--nodel node1",
+        "--kill-on=yes --ope=append",
+        "--tasks-per-node=2",  # sbatch's other name of --ntasks-per-node, not --ntasks
+        "--nic --prop --exclus",  # optional values left out
+        "--nice=5 --propagate=STACK",
+    ],
+)
+def test_slurm_extra_abbreviations_of_other_options_pass_unchanged(extra):
+    assert validate_slurm_extra(extra, LABEL).args == tuple(shlex.split(extra))
+
+
+@pytest.mark.parametrize(
+    ("extra", "args"),
+    [
+        ("--mail-type END --begin now+1hour", ("--mail-type", "END", "--begin", "now+1hour")),
+        ("-w node1 -d afterok:1", ("-w", "node1", "-d", "afterok:1")),
+        ("-wnode1", ("-w", "node1")),
+        ("-Hw node1", ("-H", "-w", "node1")),
+        ("-vQ", ("-v", "-Q")),
+        ("-kv", ("-kv",)),  # -k takes an optional value, attached: 'v' is its value
+        ("-vk", ("-v", "-k")),
+        # getopt takes the next argument as the value even when it starts with '-'
+        ("--mail-user -x", ("--mail-user", "-x")),
+        ("--signal=B:USR1@60 --mail-type=", ("--signal=B:USR1@60", "--mail-type=")),
+    ],
+)
+def test_slurm_extra_values_and_short_clusters(extra, args):
+    parsed = validate_slurm_extra(extra, LABEL)
+    assert parsed.args == args and parsed.exclude == ()
+
+
+@pytest.mark.parametrize(
+    ("extra", "token"),
+    [
+        ("-vJname", "-vJname"),
+        ("-HJ x", "-HJ"),
+        ("-Qp debug", "-Qp"),
+        ("-vt10", "-vt10"),
+    ],
+)
+def test_slurm_extra_managed_option_inside_short_cluster_refused(extra, token):
+    with pytest.raises(SlurmSubmitError, match=f"must not contain {token!r}"):
+        validate_slurm_extra(extra, LABEL)
+
+
+@pytest.mark.parametrize(
+    ("extra", "word"),
+    [
+        ("--mail-type=END run.sh", "run.sh"),
+        ("/home/u/other.sh", "/home/u/other.sh"),
+        ("--hold yes", "yes"),  # --hold takes no value
+        ("--nice 5", "5"),  # an optional value must be attached (--nice=5)
+        ("-v now", "now"),
+        ("--exclusive user", "user"),
+        ("--tres-per-task gpu:1", "gpu:1"),  # unknown to sbatch 22.05: value must be attached
+        ("-", "-"),
+        (":", ":"),  # sbatch's separator of heterogeneous job components
+        ("''", ""),
+    ],
+)
+def test_slurm_extra_bare_word_refused(extra, word):
+    with pytest.raises(SlurmSubmitError, match="batch script") as info:
+        validate_slurm_extra(extra, LABEL)
+    assert f"has {word!r}, which is neither an option" in str(info.value)
+    assert LABEL in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ("--mail-type", "ends with '--mail-type', which needs a value"),
+        ("--hold -w", "ends with '-w', which needs a value"),
+        ("--hold=yes", "--hold takes no value"),
+        ("--ho=yes", "--hold takes no value"),
+        ("--mail-type=END --", "has '--', which ends sbatch's options"),
+        ("-Z", "sbatch has no option -Z"),
+        ("-vZ", "sbatch has no option -Z"),
+    ],
+)
+def test_slurm_extra_malformed_options_refused(extra, match):
+    with pytest.raises(SlurmSubmitError, match=re.escape(match)) as info:
+        validate_slurm_extra(extra, LABEL)
+    assert LABEL in str(info.value) and "--set-resources" in str(info.value)
+
+
+def test_slurm_extra_options_unknown_to_sbatch_22_05_pass():
+    """A newer sbatch may know them; with an attached value they cannot displace the script."""
+    extra = "--tres-per-task=gpu:1 --oom-kill-step"
+    assert validate_slurm_extra(extra, LABEL).args == tuple(extra.split())
+
+
+def test_resolve_sbatch_option_as_getopt_long():
+    assert resolve_sbatch_option("mem") == "mem"  # exact wins over --mem-bind, --mem-per-cpu
+    assert resolve_sbatch_option("cluster") == "cluster"  # over --clusters
+    assert resolve_sbatch_option("gpus") == "gpus"
+    assert resolve_sbatch_option("gpus-per-n") == "gpus-per-node"
+    assert resolve_sbatch_option("no-k") == "no-kill"
+    assert resolve_sbatch_option("tres-per-task") == "tres-per-task"  # unknown: as written
+    with pytest.raises(ValueError, match="--no-kill, --no-requeue"):
+        resolve_sbatch_option("no-")
+
+
+def test_exclude_in_slurm_extra_merged_with_excluded_nodes():
+    settings = SubmitSettings(exclude_nodes=frozenset({"node3"}))
+    extra = "-x node1 --mail-type=END --exclud=node[4,5],node2 -vxnode0"
+    argv = argv_for({"slurm_extra": extra}, settings=settings)
+    assert [a for a in argv if a.startswith(("--exclude", "-x", "--exclud"))] == [
+        "--exclude=node0,node1,node2,node3,node[4,5]"
+    ]
+    assert "--mail-type=END" in argv and "-v" in argv
+    assert argv.index("--exclude=node0,node1,node2,node3,node[4,5]") < argv.index("--ntasks=1")
+    assert not {"node1", "-x"} & set(argv)
+
+
+def test_exclude_only_in_slurm_extra_becomes_one_option():
+    argv = argv_for({"slurm_extra": "--exclude node2 --exclude=node1"})
+    assert [a for a in argv if "exclude" in a] == ["--exclude=node1,node2"]
+    assert "node2" not in argv
+
+
+def test_excluded_nodes_alone_sorted():
+    settings = SubmitSettings(exclude_nodes=frozenset({"n10", "n2", "gpu[1-2]"}))
+    assert "--exclude=gpu[1-2],n10,n2" in argv_for(settings=settings)
+    assert not any("exclude" in a for a in argv_for())
+
+
+@pytest.mark.parametrize("extra", ["-x /etc/bad_nodes", "--exclude=node1,nodes.d/x", "-x 'a b'"])
+def test_exclude_file_or_bad_node_in_slurm_extra_refused(extra):
+    with pytest.raises(SlurmSubmitError, match="not a node name") as info:
+        validate_slurm_extra(extra, LABEL)
+    assert LABEL in str(info.value) and "not a file" in str(info.value)
+
+
+@pytest.mark.parametrize("entry", ["node1,node2", "a b", "/etc/nodes", "node[1-2", ""])
+def test_excluded_nodes_setting_checked(entry):
+    with pytest.raises(SlurmSubmitError, match="--frozen-exclude-failed-nodes"):
+        SubmitSettings(exclude_nodes=frozenset({"node9", entry}))
+
+
+def test_node_list():
+    assert node_list(" n1, node[1,3-4],,gpu-a ") == ["n1", "node[1,3-4]", "gpu-a"]
+    assert node_list("") == []
+    for bad in ("node[1", "n1,/x", "a b", "n]"):
+        with pytest.raises(ValueError, match="not a node name"):
+            node_list(bad)
 
 
 def test_slurm_extra_unbalanced_quote():
@@ -370,6 +623,37 @@ def test_percent_in_log_directory_escaped_and_backslash_rejected():
     assert escaped.log_file("42") == Path("/w/100%j/42.log")
     with pytest.raises(SlurmSubmitError, match="backslash"):
         build_sbatch_argv(spec(log_path=Path("/w/a\\b/%j.log")))
+
+
+def test_job_array_argv_and_task_logs():
+    array = spec(array="0-999%50", log_path=Path("/w/logs/rule_a/%A_%a.log"))
+    argv, _ = build_sbatch_argv(array)
+    assert argv[argv.index("--comment") + 2] == "--array=0-999%50"
+    assert argv[argv.index("--output") + 1] == "/w/logs/rule_a/%A_%a.log"
+    assert array.task_log_file("77", 3) == Path("/w/logs/rule_a/77_3.log")
+    assert not any(a.startswith("--array") for a in argv_for())
+
+
+def test_job_array_log_directory_percent_stays_literal():
+    array = spec(array="1,3,5-7", log_path=Path("/w/50%A_%a/%A_%a.log"))
+    argv, _ = build_sbatch_argv(array)
+    assert argv[argv.index("--output") + 1] == "/w/50%%A_%%a/%A_%a.log"
+    assert array.task_log_file("12", 5) == Path("/w/50%A_%a/12_5.log")
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"array": "0-9;rm", "log_path": Path("/w/%A_%a.log")}, "index list"),
+        ({"array": "", "log_path": Path("/w/%A_%a.log")}, "index list"),
+        ({"array": "0-9\n", "log_path": Path("/w/%A_%a.log")}, "index list"),
+        ({"array": "0-9", "log_path": Path("/w/%j.log")}, "must contain %a"),
+    ],
+)
+def test_bad_job_array_refused(changes, match):
+    with pytest.raises(SlurmSubmitError, match=match) as info:
+        build_sbatch_argv(spec(**changes))
+    assert LABEL in str(info.value)
 
 
 def test_wildcard_helpers():
@@ -409,3 +693,145 @@ def test_parse_sbatch_output(stdout, job_id):
 def test_parse_sbatch_output_rejects(stdout):
     with pytest.raises(ValueError, match="job id"):
         parse_sbatch_output(stdout)
+
+
+# -- against the installed sbatch ---------------------------------------------------------
+
+
+def sbatch_says(*args: str) -> str:
+    """sbatch's first line of complaint about `args` (--test-only: nothing is submitted)."""
+    result = subprocess.run(
+        ["sbatch", "--test-only", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return (result.stderr or result.stdout).strip().splitlines()[0]
+
+
+def sbatch_names(prefix: str) -> set[str]:
+    """The long options sbatch's getopt_long takes `--prefix` for, from its own messages."""
+    said = sbatch_says(f"--{prefix}") + "\n" + sbatch_says(f"--{prefix}=x")
+    if "ambiguous" in said:
+        return set(re.findall(r"'--([a-z-]+)'", said.split("possibilities:", 1)[1]))
+    return set(re.findall(r"option '--([a-z-]+)' (?:requires|doesn't allow)", said))
+
+
+@pytest.mark.slurm
+def test_pinned_long_options_are_the_installed_sbatch_options():
+    found: set[str] = set()
+    for letter in string.ascii_lowercase:
+        found |= sbatch_names(letter)
+    assert found == set(SBATCH_LONG_OPTIONS)
+    for name, kind in SBATCH_LONG_OPTIONS.items():
+        if "requires an argument" in sbatch_says(f"--{name}"):
+            assert kind is OptionValue.REQUIRED, name
+        elif "doesn't allow an argument" in sbatch_says(f"--{name}=x"):
+            assert kind is OptionValue.NONE, name
+        else:
+            assert kind is OptionValue.OPTIONAL, name
+
+
+@pytest.mark.slurm
+def test_abbreviations_resolve_as_in_sbatch():
+    """Every prefix of every option: ambiguous for sbatch exactly when for us, and else the
+    same option (named by sbatch's message; an optional-value option names nothing)."""
+    prefixes = {name[:end] for name in SBATCH_LONG_OPTIONS for end in range(1, len(name) + 1)}
+    for prefix in sorted(prefixes):
+        try:
+            ours = resolve_sbatch_option(prefix)
+        except ValueError:
+            assert "ambiguous" in sbatch_says(f"--{prefix}"), prefix
+            continue
+        if SBATCH_LONG_OPTIONS[ours] is OptionValue.OPTIONAL:
+            said = sbatch_says(f"--{prefix}=x")
+            assert "ambiguous" not in said and "unrecognized" not in said, prefix
+        else:
+            assert sbatch_names(prefix) == {ours}, prefix
+
+
+@pytest.mark.slurm
+def test_pinned_short_options_are_the_installed_sbatch_options():
+    help_text = subprocess.run(["sbatch", "--help"], capture_output=True, text=True).stdout
+    assert dict(re.findall(r"^\s+-(\w),?\s+--([a-z-]+)", help_text, re.MULTILINE)) == (
+        SBATCH_SHORT_OPTIONS
+    )
+    for char in string.ascii_letters + string.digits:
+        alone, dashed = sbatch_says(f"-{char}"), sbatch_says(f"-{char}-")
+        if f"invalid option -- '{char}'" in alone:
+            assert char not in SBATCH_SHORT_OPTIONS, char
+            continue
+        if char in "hV":  # help and version: sbatch prints and stops before '-'
+            continue
+        if "requires an argument" in alone:
+            expected = OptionValue.REQUIRED
+        elif "invalid option -- '-'" in dashed:
+            expected = OptionValue.NONE
+        else:
+            expected = OptionValue.OPTIONAL
+        assert SBATCH_LONG_OPTIONS[SBATCH_SHORT_OPTIONS[char]] is expected, char
+
+
+def scontrol_job(job_id: str) -> str:
+    return subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def wait_until_gone(job_id: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = subprocess.run(
+            ["squeue", "-h", "-j", job_id], capture_output=True, text=True
+        ).stdout
+        if not listed.strip():
+            return
+        time.sleep(0.5)
+    subprocess.run(["scancel", job_id])
+    raise AssertionError(f"job {job_id} still queued after {timeout} s")
+
+
+@pytest.mark.slurm
+def test_abbreviated_slurm_extra_submitted_to_sbatch(tmp_path):
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/bash\ntrue\n")
+    resources = {
+        "slurm_partition": "debug",
+        "runtime": 2,
+        "mem_mb": 50,
+        "slurm_extra": "--mail-t END --kill-on=yes --nic -x node2 --hold",
+    }
+    job = spec(resources, log_path=tmp_path / "%j.log", workdir=tmp_path, script=script)
+    settings = SubmitSettings(exclude_nodes=frozenset({"node[2]"}))
+    argv, _ = build_sbatch_argv(job, settings)
+    result = subprocess.run(argv, capture_output=True, text=True, check=True)
+    job_id = parse_sbatch_output(result.stdout)
+    try:
+        shown = scontrol_job(job_id)
+    finally:
+        subprocess.run(["scancel", job_id], check=True)
+    for field in ("MailType=END", "KillOInInvalidDependent=Yes", "Nice=100", "ExcNodeList=node2"):
+        assert field in shown
+    assert "Reason=JobHeldUser" in shown
+
+
+@pytest.mark.slurm
+def test_job_array_task_logs_where_slurm_writes_them(tmp_path):
+    log_dir = tmp_path / "50%A"  # a '%' in the directory stays literal
+    log_dir.mkdir()
+    script = tmp_path / "job.sh"
+    script.write_text('#!/bin/bash\necho "task $SLURM_ARRAY_TASK_ID"\n')
+    job = spec(
+        {"slurm_partition": "debug", "runtime": 2, "mem_mb": 50},
+        log_path=log_dir / "%A_%a.log",
+        workdir=tmp_path,
+        script=script,
+        array="0-2%2",
+    )
+    argv, _ = build_sbatch_argv(job)
+    job_id = parse_sbatch_output(subprocess.run(argv, capture_output=True, text=True).stdout)
+    wait_until_gone(job_id)
+    for task in range(3):
+        assert job.task_log_file(job_id, task).read_text() == f"task {task}\n"
+    assert sorted(p.name for p in log_dir.iterdir()) == [f"{job_id}_{t}.log" for t in range(3)]

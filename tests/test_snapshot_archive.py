@@ -8,6 +8,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -85,6 +87,28 @@ def test_archive_is_zstd_with_the_frame_checksum(repo: Path) -> None:
     assert frame[4] & 0b100  # Frame_Header_Descriptor: Content_Checksum_flag
     assert hashlib.sha256(frame).hexdigest() == result.archive_sha256
     assert len(frame) == result.archive_bytes
+
+
+def test_the_manifest_is_a_frame_of_its_own_and_tar_reads_the_whole(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Two zstd frames: the manifest's member, then the files (hashed while compressed,
+    before the manifest holding their hashes exists); decompressors read them as one."""
+    result = pack_tree(repo)
+    data = result.archive.read_bytes()
+    first = zstd.get_frame_size(data)
+    assert 0 < first < len(data)
+    with tarfile.open(fileobj=io.BytesIO(zstd.decompress(data[:first])), mode="r|") as tar:
+        only = tar.next()
+        assert only is not None and only.name == MANIFEST
+        manifest = tar.extractfile(only)
+        assert manifest is not None and json.loads(manifest.read())["id"] == result.id
+    if not (shutil.which("tar") and shutil.which("zstd")):
+        pytest.skip("tar or zstd is not installed")
+    out = tmp_path / "by-tar"
+    out.mkdir()
+    subprocess.run(["tar", "-I", "zstd", "-xf", result.archive, "-C", out], check=True)
+    assert tree_files(out) == tree_files(repo, skip=(".git", ".snakemake"))
 
 
 def test_store_record_is_the_manifest_plus_the_archive_hash(repo: Path, tmp_path: Path) -> None:

@@ -1,12 +1,16 @@
 """No copy is readable by more people than the files it holds, and the store repairs what
 was damaged instead of serving it."""
 
+import os
 import stat
+import time
 from pathlib import Path
 
+import pytest
 from test_snapshot_helpers import make_repo, pack_tree, write
 
 from snakemake_executor_plugin_frozen.snapshot.hashing import file_sha256
+from snakemake_executor_plugin_frozen.snapshot.store import Store
 
 
 def mode(path: Path) -> int:
@@ -49,3 +53,34 @@ def test_a_damaged_store_entry_is_made_again_not_served(tmp_path: Path) -> None:
     assert any("no longer matched its record" in w for w in again.warnings)
     assert file_sha256(again.archive) == again.archive_sha256
     assert mode(again.archive) == 0o444
+
+
+def test_the_stored_archive_is_read_again_once_its_stat_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pack knows the archive it wrote, and one it found intact, by their stat: later
+    packs read the archive again (to find it intact) only once that stat changed."""
+    repo = make_repo(tmp_path / "repo", {"a.py": "a" * 10_000})
+    first = pack_tree(repo)
+    hashed = []
+    real = Store.intact
+    monkeypatch.setattr(Store, "intact", lambda self, *a: hashed.append(a) or real(self, *a))
+    assert not pack_tree(repo).created
+    assert hashed == []  # known since it was written
+    for check in first.archive.parent.glob("statcache-*.archive.json"):
+        check.unlink()
+    time.sleep(0.05)  # the archive is no longer in the clock tick of the reading
+    pack_tree(repo)
+    pack_tree(repo)
+    assert len(hashed) == 1  # read once, found intact, known since
+    data = bytearray(first.archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    before = first.archive.stat()
+    first.archive.chmod(0o644)
+    first.archive.write_bytes(bytes(data))  # same size, and the mtime put back
+    os.utime(first.archive, ns=(before.st_atime_ns, before.st_mtime_ns))
+    again = pack_tree(repo)
+    assert len(hashed) == 2
+    assert again.id == first.id and again.created
+    assert any("no longer matched its record" in w for w in again.warnings)
+    assert file_sha256(again.archive) == again.archive_sha256

@@ -343,6 +343,19 @@ def test_folder_git_cannot_open_is_refused(tmp_path: Path, monkeypatch: pytest.M
         pack_tree(root)
 
 
+def test_without_git_a_repository_is_selected_by_its_gitignore_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "a", "notes.txt": "n"}, ignore="*.txt\n")
+    write(root, "new.py", "n")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-git-here"))
+    result = pack_tree(root)
+    assert packed(result) == {".gitignore", "a.py", "new.py"}
+    assert any("git was not found" in w for w in result.warnings)
+    manifest = read_manifest(result.manifest)
+    assert manifest["git"] is None and manifest["selection"]["discovery"] == "walk"
+
+
 def test_a_root_that_its_enclosing_repository_ignores_is_selected_as_a_plain_folder(
     tmp_path: Path,
 ) -> None:

@@ -13,8 +13,17 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from .status import JobState, parse_sacct, parse_squeue
+from .status import (
+    SACCT_FORMAT,
+    SQUEUE_FORMAT,
+    JobState,
+    Outcome,
+    outcome,
+    parse_sacct,
+    parse_squeue,
+)
 from .submit import parse_sbatch_output
 
 _log = logging.getLogger(__name__)
@@ -138,16 +147,55 @@ def _run_retrying_sync(
     return result, attempt
 
 
+@dataclass(frozen=True)
+class Submission:
+    """What tells one sbatch call's job apart: the run's job name and a token in its
+    comment, so that after a failed call we can ask SLURM whether it made the job."""
+
+    run_name: str
+    token: str
+
+
+def find_submitted(submission: Submission, timeout: float = 60.0) -> str | None:
+    """The id of the job the submission created, None if the controller has none;
+    raises ``SlurmCommandError`` if the controller does not answer."""
+    argv = ["squeue", "-h", "-t", "all", f"--name={submission.run_name}", "-o", "%i|%k"]
+    result = _run(argv, timeout)
+    if result.returncode != 0:
+        raise SlurmCommandError(f"{shlex.join(argv)}: {result.output}")
+    for line in result.stdout.splitlines():
+        job_id, _, comment = line.partition("|")
+        if submission.token in comment.split():
+            # A pending array shows as "123_[0-9]", a started task as "123_4".
+            return job_id.strip().split("_", 1)[0]
+    return None
+
+
 def run_sbatch(
-    argv: Sequence[str], attempts: int = 3, timeout: float = 60.0, retry_delay: float = 2.0
+    argv: Sequence[str],
+    submission: Submission | None = None,
+    attempts: int = 3,
+    timeout: float = 60.0,
+    retry_delay: float = 2.0,
 ) -> str:
     """Submit with ``sbatch`` and return the job id; raise ``SbatchError`` on failure.
 
-    Only transient errors are retried. A timed-out call may still have created the job
-    (SLURM gives no way to tell), so a retry can in rare cases leave a duplicate job.
+    Only transient errors are retried, and with ``submission`` only once SLURM said that
+    the failed call made no job: "Socket timed out" is just when the controller may have
+    created it, and a blind retry would leave a duplicate that nobody tracks or cancels.
     """
-    result, attempt = _run_retrying_sync(argv, timeout, attempts, retry_delay)
     call = shlex.join(argv)
+    attempts = max(attempts, 1)
+    for attempt in range(1, attempts + 1):
+        result = _run(argv, timeout)
+        if result.returncode == 0 or not is_transient(result.output):
+            break
+        _log.debug("sbatch attempt %d failed transiently: %s", attempt, result.output)
+        time.sleep(retry_delay * attempt)
+        if submission is not None:
+            made = _made_by_failed_call(submission, attempts, timeout, retry_delay)
+            if made is not None:
+                return made
     if result.returncode != 0:
         # Only retried (transient) failures say how often they were tried.
         tries = f", {attempt} attempts" if attempt > 1 else ""
@@ -164,6 +212,26 @@ def run_sbatch(
         ) from None
 
 
+def _made_by_failed_call(
+    submission: Submission, attempts: int, timeout: float, retry_delay: float
+) -> str | None:
+    """The job a failed sbatch call created, or None once the controller said there is
+    none; raises ``SbatchError`` when it cannot tell (a retry might duplicate the job)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return find_submitted(submission, timeout)
+        except SlurmCommandError as e:
+            if attempt == attempts:
+                raise SbatchError(
+                    "sbatch failed transiently and the controller could not be asked whether "
+                    f"the job was created anyway ({e}); not retried, so as not to run it "
+                    f"twice. Look for job comment token {submission.token} in "
+                    f"'squeue --name={submission.run_name} -o %i,%k'."
+                ) from None
+            time.sleep(retry_delay * attempt)
+    return None
+
+
 async def _run_retrying(
     argv: Sequence[str], timeout: float, attempts: int, retry_delay: float
 ) -> _Result:
@@ -177,99 +245,156 @@ async def _run_retrying(
 
 
 @dataclass(frozen=True)
-class _Query:
-    """Settings shared by the commands of one ``query_states`` call."""
+class StatusAnswer:
+    """What one round of status queries found out."""
 
+    states: dict[str, JobState]
+    # False when a source failed for some ids: their absence says nothing.
+    complete: bool = True
+    calls: int = 0
+
+
+@dataclass
+class _Query:
+    """One ``query_states`` round: the run's jobs by name, each source asked once."""
+
+    run_name: str
+    since: datetime
     clusters: bool
     timeout: float
     attempts: int
     retry_delay: float
+    calls: int = 0
 
     async def run(self, argv: list[str]) -> _Result:
+        self.calls += 1
         return await _run_retrying(argv, self.timeout, self.attempts, self.retry_delay)
 
-    async def sacct(self, job_ids: Sequence[str], completion: bool = False) -> dict[str, JobState]:
+    @property
+    def _cluster_args(self) -> list[str]:
+        return ["--clusters=all"] if self.clusters else []
+
+    async def sacct(self) -> dict[str, JobState]:
+        argv = [
+            "sacct",
+            "-X",
+            "--parsable2",
+            "--noheader",
+            *self._cluster_args,
+            f"--name={self.run_name}",
+            # Without a start time sacct shows only jobs of today: a run past midnight
+            # would lose its jobs.
+            f"--starttime={self.since.strftime('%Y-%m-%dT%H:%M:%S')}",
+            f"--format={SACCT_FORMAT}",
+        ]
+        result = await self.run(argv)
+        if not sacct_usable(result.returncode, result.output):
+            raise StatusQueryError(f"{shlex.join(argv)}: {result.output}")
+        return parse_sacct(result.stdout)
+
+    async def squeue(self) -> dict[str, JobState]:
+        argv = ["squeue", "-h", "-t", "all", *self._cluster_args]
+        argv += [f"--name={self.run_name}", "-o", SQUEUE_FORMAT]
+        result = await self.run(argv)
+        if result.returncode != 0:
+            raise StatusQueryError(f"{shlex.join(argv)}: {result.output}")
+        return parse_squeue(result.stdout)
+
+    async def by_ids(self, job_ids: Sequence[str], completion: bool = False) -> dict[str, JobState]:
+        """sacct for these jobs by id: ``--name`` misses jobs that never became eligible
+        (cancelled while pending) and new ones slurmdbd has not filed under the name yet.
+        ``completion``: from the jobcomp log instead, which works without slurmdbd."""
         states: dict[str, JobState] = {}
         for chunk in _chunks(job_ids):
-            argv = ["sacct", "-X", "--parsable2", "--noheader"]
             if completion:
-                # Reads the jobcomp log, which works without slurmdbd (SLURM 22.05).
-                argv.append("-c")
-            elif self.clusters:
-                argv.append("--clusters=all")
-            argv += ["--format=JobIdRaw,State,ExitCode", "-j", ",".join(chunk)]
+                argv = ["sacct", "-X", "-c", "--parsable2", "--noheader"]
+                argv.append("--format=JobIdRaw,State,ExitCode")
+            else:
+                argv = ["sacct", "-X", "--parsable2", "--noheader", *self._cluster_args]
+                argv.append(f"--format={SACCT_FORMAT}")
+            argv += ["-j", ",".join(chunk)]
             result = await self.run(argv)
             if not sacct_usable(result.returncode, result.output):
                 raise StatusQueryError(f"{shlex.join(argv)}: {result.output}")
             states.update(parse_sacct(result.stdout))
         return states
 
-    async def squeue(self, job_ids: Sequence[str]) -> dict[str, JobState]:
-        states: dict[str, JobState] = {}
-        for chunk in _chunks(job_ids):
-            states.update(await self._squeue_chunk(chunk))
-        return states
-
-    async def _squeue_chunk(self, chunk: list[str]) -> dict[str, JobState]:
-        argv = ["squeue", "-h", "-t", "all", "-o", "%i|%T", "-j", ",".join(chunk)]
-        if self.clusters:
-            argv.append("--clusters=all")
-        result = await self.run(argv)
-        if result.returncode == 0:
-            return parse_squeue(result.stdout)
-        if "invalid job id specified" not in result.output.lower():
-            raise StatusQueryError(f"{shlex.join(argv)}: {result.output}")
-        if len(chunk) == 1:
-            return {}  # purged after MinJobAge
-        # One purged id can fail the whole call: ask for each id on its own.
-        states: dict[str, JobState] = {}
-        for job_id in chunk:
-            states.update(await self._squeue_chunk([job_id]))
-        return states
-
 
 async def query_states(
     job_ids: Sequence[str],
+    run_name: str,
+    since: datetime,
     clusters: bool = False,
     *,
     timeout: float = 60.0,
     attempts: int = 3,
     retry_delay: float = 1.0,
-) -> dict[str, JobState]:
-    """Current states of the given jobs, by id; jobs no source knows are left out.
+) -> StatusAnswer:
+    """Current states of the given jobs of the run named ``run_name`` (its ``--job-name``),
+    submitted after ``since``; jobs no source knows are left out of the answer.
 
-    sacct is asked first; ids it does not (yet) know are looked up in squeue. Without
-    usable accounting, squeue answers for all ids and ``sacct -c`` (the jobcomp log)
-    for jobs squeue has already forgotten. Raises ``StatusQueryError`` if neither sacct
-    nor squeue answered, so the caller does not take silence for missing jobs.
+    One ``sacct --name`` call answers for the whole run, whatever its size; ``squeue
+    --name`` only for jobs sacct does not know yet (slurmdbd learns of new jobs late,
+    pending array tasks not at all). Without usable accounting squeue answers for all,
+    and the jobcomp log for jobs squeue has already forgotten. Raises ``StatusQueryError``
+    if neither sacct nor squeue answered, so the caller does not take silence for missing
+    jobs; a partial answer says so (``complete=False``).
     """
-    query = _Query(clusters, timeout, attempts, retry_delay)
     ids = list(dict.fromkeys(job_ids))
     if not ids:
-        return {}
+        return StatusAnswer({})
+    query = _Query(run_name, since, clusters, timeout, attempts, retry_delay)
     sacct_error: StatusQueryError | None = None
     try:
-        states = await query.sacct(ids)
+        states = await query.sacct()
     except StatusQueryError as e:
         _log.debug("sacct unusable, falling back to squeue: %s", e)
         sacct_error, states = e, {}
-    missing = [j for j in ids if j not in states]
-    if missing:
+    complete = True
+    if any(j not in states for j in ids):
         try:
-            states.update(await query.squeue(missing))
+            found = await query.squeue()
         except StatusQueryError as e:
             if sacct_error is not None:
                 raise StatusQueryError(
                     f"no SLURM status source answered: {sacct_error}; {e}"
                 ) from None
             _log.debug("squeue failed for jobs unknown to sacct: %s", e)
+            complete = False
+        else:
+            # sacct's answer is final (exit codes); squeue's only fills the gaps.
+            states = {**found, **states}
+            ended = [
+                j
+                for j in ids
+                if j in found
+                and states[j] is found[j]
+                and outcome(found[j].state) is not Outcome.RUNNING
+            ]
+            if sacct_error is None and ended:
+                # Ended before sacct knew it by name: its exit code is worth one more call.
+                try:
+                    states.update(await query.by_ids(ended))
+                except StatusQueryError as e:
+                    _log.debug("sacct -j failed, keeping squeue's word: %s", e)
     missing = [j for j in ids if j not in states]
     if sacct_error is not None and missing:
         try:
-            states.update(await query.sacct(missing, completion=True))
+            states.update(await query.by_ids(missing, completion=True))
         except StatusQueryError as e:
             _log.debug("sacct -c unusable: %s", e)
-    return states
+    return StatusAnswer(_per_job(ids, states), complete, query.calls)
+
+
+def _per_job(ids: Sequence[str], states: dict[str, JobState]) -> dict[str, JobState]:
+    """The states of the asked ids. An array cancelled before any task started is one row
+    of its own id ("123", no task): that state is each of its tasks'."""
+    answer = {}
+    for job_id in ids:
+        state = states.get(job_id) or states.get(job_id.split("_", 1)[0] if "_" in job_id else "")
+        if state is not None:
+            answer[job_id] = state
+    return answer
 
 
 def scancel(

@@ -10,6 +10,11 @@ profile written for ``executor: slurm`` works unchanged. Differences on purpose:
   ``sacct``/``sacctmgr`` costs a call per job and picks a wrong account just as often.
 - A per-job ``qos`` resource replaces the global ``qos`` setting instead of both being
   passed (sbatch would silently let the later one win).
+- ``slurm_extra`` is parsed the way sbatch parses it (abbreviated long options, clustered
+  short options, separate values), so an abbreviation cannot slip a managed option past the
+  check, and a stray word cannot replace the batch script.
+- An ``--exclude`` in ``slurm_extra`` is merged with the nodes the executor excludes into
+  one option (sbatch keeps only the last ``--exclude``).
 """
 
 from __future__ import annotations
@@ -18,17 +23,23 @@ import contextlib
 import hashlib
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
-# Same patterns as the slurm plugin 2.8.0, so values accepted there are accepted here.
+# Same patterns as the slurm plugin 2.7.1, so values accepted there are accepted here.
 _GRES_RE = re.compile(r"^[a-zA-Z0-9_]+(:[a-zA-Z0-9_.]+)?(:\d+[TGM]?)?$")
 _GPU_MODEL_RE = re.compile(r"^[a-zA-Z0-9_.]+$")
 # Slurm time formats: "M", "M:S", "H:M:S", "D-H", "D-H:M", "D-H:M:S".
 _SLURM_TIME_RE = re.compile(r"^\d+(-\d+)?(:\d+){0,2}$")
 _BARE_JOB_ID_RE = re.compile(r"^(\d+)(?:;\S+)?$")
 _SUBMITTED_RE = re.compile(r"Submitted batch job (\d+)")
+# sbatch's --array: index ranges with an optional step, comma-separated, an optional %limit.
+_ARRAY_RE = re.compile(r"\d+(-\d+(:\d+)?)?(,\d+(-\d+(:\d+)?)?)*(%\d+)?")
+# One entry of a SLURM node list: a name or hostlist expression ("node[1-3,7]"); the commas
+# inside brackets do not separate entries.
+_NODE_ENTRY_RE = re.compile(r"(?:[^,\[\]\s/]|\[[^\]\s/]*\])+")
 # Long wildcard values would exceed the 255-byte file name limit of the log directory.
 _MAX_WILDCARDS_DIR = 200
 
@@ -45,13 +56,37 @@ class SubmitSettings:
     reservation: str | None = None
     requeue: bool = False
     no_requeue: bool = False
-    exclude_nodes: str | None = None
+    # Nodes never to submit to (--frozen-exclude-failed-nodes and nodes that had NODE_FAIL):
+    # names or hostlist expressions, one per entry (see node_list).
+    exclude_nodes: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.requeue and self.no_requeue:
             raise SlurmSubmitError(
-                "The settings 'requeue' and 'no_requeue' exclude each other; set at most one."
+                "The settings --frozen-requeue and --frozen-no-requeue exclude each other "
+                "(frozen-requeue / frozen-no-requeue in a profile); set at most one."
             )
+        bad = sorted(entry for entry in self.exclude_nodes if not _NODE_ENTRY_RE.fullmatch(entry))
+        if bad:
+            raise SlurmSubmitError(
+                f"Excluded nodes {bad} (--frozen-exclude-failed-nodes): each must be one node "
+                "name or hostlist expression; give comma-separated names such as "
+                "'node1,node[3-5]'."
+            )
+
+
+def node_list(text: str) -> list[str]:
+    """The entries of a comma-separated SLURM node list: ``"n1, node[1,3-4]"`` gives
+    ``["n1", "node[1,3-4]"]`` (commas inside brackets belong to the expression).
+
+    Raises ``ValueError`` naming an entry that is no node name or hostlist expression:
+    spaces, unbalanced brackets, or a ``/`` (sbatch would read a file of that name).
+    """
+    entries = [part.strip() for part in re.split(r",(?![^\[]*\])", text) if part.strip()]
+    for entry in entries:
+        if not _NODE_ENTRY_RE.fullmatch(entry):
+            raise ValueError(f"{entry!r} is not a node name or hostlist expression")
+    return entries
 
 
 @dataclass(frozen=True)
@@ -66,23 +101,127 @@ class JobSpec:
     script: Path
     resources: Mapping[str, object]
     threads: int
+    # sbatch --array index list ("0-9", "0-999%50"); log_path then names %A and %a.
+    array: str | None = None
 
     def log_file(self, job_id: str) -> Path:
         """The log of the submitted job `job_id` (what SLURM makes of %j)."""
         return self.log_path.with_name(self.log_path.name.replace("%j", job_id))
 
+    def task_log_file(self, array_job_id: str, task: int) -> Path:
+        """The log of task `task` of the job array `array_job_id` (SLURM's %A and %a)."""
+        name = self.log_path.name.replace("%A", array_job_id).replace("%a", str(task))
+        return self.log_path.with_name(name)
+
+
+class OptionValue(Enum):
+    """Whether an sbatch option takes a value (getopt's has_arg)."""
+
+    NONE = "none"
+    OPTIONAL = "optional"  # only attached: --nice=5, -k<value>
+    REQUIRED = "required"  # attached or as the next argument: --mem=4G, --mem 4G, -J x, -Jx
+
+
+# sbatch's long options, as sbatch 22.05.8 (Debian 12 package slurm-wlm) parses them. Read
+# from the binary's own getopt_long answers rather than `sbatch --help`, which leaves out 13
+# of them (--ntasks-per-gpu, --hint, --cluster, --tasks-per-node, --test-only, ...):
+#   sbatch --test-only --a          "option '--a' is ambiguous; possibilities: '--account' ..."
+#   sbatch --test-only --mem        "option '--mem' requires an argument"
+#   sbatch --test-only --parsable=x "option '--parsable' doesn't allow an argument"
+# for every letter and two-letter prefix (no other names), and every name (neither message:
+# optional). tests/test_slurm_submit.py checks the table against the installed sbatch.
+_REQUIRED_VALUE = """
+    account acctg-freq array batch bb bbf begin chdir cluster cluster-constraint
+    clusters comment constraint container context core-spec cores-per-socket cpu-freq
+    cpus-per-gpu cpus-per-task deadline delay-boot dependency distribution error exclude
+    export export-file extra-node-info gid gpu-bind gpu-freq gpus gpus-per-node
+    gpus-per-socket gpus-per-task gres gres-flags hint input job-name
+    kill-on-invalid-dep licenses mail-type mail-user mcs-label mem mem-bind mem-per-cpu
+    mem-per-gpu mincpus network nodefile nodelist nodes ntasks ntasks-per-core
+    ntasks-per-gpu ntasks-per-node ntasks-per-socket ntasks-per-tres open-mode output
+    partition power prefer priority profile qos reservation signal sockets-per-node
+    switches tasks-per-node thread-spec threads-per-core time time-min tmp uid
+    wait-all-nodes wckey wrap
+"""
+_OPTIONAL_VALUE = "exclusive get-user-env nice no-kill propagate"
+_NO_VALUE = """
+    contiguous help hold ignore-pbs no-requeue overcommit oversubscribe parsable quiet
+    reboot requeue spread-job test-only usage use-min-nodes verbose version wait
+"""
+SBATCH_LONG_OPTIONS: dict[str, OptionValue] = {
+    **dict.fromkeys(_REQUIRED_VALUE.split(), OptionValue.REQUIRED),
+    **dict.fromkeys(_OPTIONAL_VALUE.split(), OptionValue.OPTIONAL),
+    **dict.fromkeys(_NO_VALUE.split(), OptionValue.NONE),
+}
+# Its short options (`sbatch --help`; `sbatch -X` / `sbatch -X-` confirm that each takes a
+# value exactly like its long form, and that no other letter or digit is an option).
+SBATCH_SHORT_OPTIONS: dict[str, str] = {
+    "a": "array",
+    "A": "account",
+    "b": "begin",
+    "B": "extra-node-info",
+    "c": "cpus-per-task",
+    "C": "constraint",
+    "d": "dependency",
+    "D": "chdir",
+    "e": "error",
+    "F": "nodefile",
+    "G": "gpus",
+    "h": "help",
+    "H": "hold",
+    "i": "input",
+    "J": "job-name",
+    "k": "no-kill",
+    "L": "licenses",
+    "m": "distribution",
+    "M": "clusters",
+    "n": "ntasks",
+    "N": "nodes",
+    "o": "output",
+    "O": "overcommit",
+    "p": "partition",
+    "q": "qos",
+    "Q": "quiet",
+    "s": "oversubscribe",
+    "S": "core-spec",
+    "t": "time",
+    "v": "verbose",
+    "V": "version",
+    "w": "nodelist",
+    "W": "wait",
+    "x": "exclude",
+}
+
+
+def resolve_sbatch_option(written: str) -> str:
+    """The long option sbatch takes ``--<written>`` for, by getopt_long's rule: an exact
+    name wins, else a prefix of exactly one name. A name sbatch 22.05 does not know is
+    returned as written (a newer sbatch may know it). Raises ``ValueError`` listing the
+    candidates when the prefix is ambiguous."""
+    if written in SBATCH_LONG_OPTIONS:
+        return written
+    matches = sorted(name for name in SBATCH_LONG_OPTIONS if name.startswith(written))
+    if len(matches) > 1:
+        raise ValueError("it could be " + ", ".join(f"--{name}" for name in matches))
+    return matches[0] if matches else written
+
 
 @dataclass(frozen=True)
 class _Forbidden:
     what: str
-    instead: str  # the resource to use, or "" if the executor alone sets it
+    remedy: str
 
 
-_EXECUTOR = ""
+def _use(resource: str) -> str:
+    return f"use the '{resource}' resource instead"
+
+
+_EXECUTOR = "the executor sets it"
+_NO_JOB = "sbatch would print something and submit no job; remove it"
 # slurm_extra options the executor manages: the slurm plugin's list, plus --wrap (we
-# submit a script), --array (one SLURM job per Snakemake job) and --wait (would block
-# the submission).
-_FORBIDDEN_LONG: dict[str, _Forbidden] = {
+# submit a script), --array (the executor makes job arrays itself), --wait (would block
+# the submission) and the options after which sbatch submits nothing.
+_FORBIDDEN: dict[str, _Forbidden] = {
     "job-name": _Forbidden("job name", _EXECUTOR),
     "output": _Forbidden("output file", _EXECUTOR),
     "error": _Forbidden("error file", _EXECUTOR),
@@ -90,51 +229,157 @@ _FORBIDDEN_LONG: dict[str, _Forbidden] = {
     "export": _Forbidden("environment export", _EXECUTOR),
     "comment": _Forbidden("job comment", _EXECUTOR),
     "chdir": _Forbidden("working directory", _EXECUTOR),
+    # Older SLURM's name of --chdir; sbatch 22.05 does not know it, so it is matched whole.
     "workdir": _Forbidden("working directory", _EXECUTOR),
     "wrap": _Forbidden("wrapped command", _EXECUTOR),
     "array": _Forbidden("job array", _EXECUTOR),
     "wait": _Forbidden("waiting for the job", _EXECUTOR),
-    "account": _Forbidden("account", "slurm_account"),
-    "partition": _Forbidden("partition", "slurm_partition"),
-    "mem": _Forbidden("memory", "mem_mb"),
-    "mem-per-cpu": _Forbidden("memory per CPU", "mem_mb_per_cpu"),
-    "ntasks": _Forbidden("number of tasks", "tasks"),
-    "ntasks-per-gpu": _Forbidden("tasks per GPU", "tasks_per_gpu"),
-    "cpus-per-task": _Forbidden("CPUs per task", "cpus_per_task"),
-    "cpus-per-gpu": _Forbidden("CPUs per GPU", "cpus_per_gpu"),
-    "time": _Forbidden("time limit", "runtime"),
-    "constraint": _Forbidden("node constraint", "constraint"),
-    "qos": _Forbidden("quality of service", "qos"),
-    "nodes": _Forbidden("number of nodes", "nodes"),
-    "clusters": _Forbidden("cluster", "clusters"),
-    "gres": _Forbidden("generic resources", "gres"),
-    "gpus": _Forbidden("GPUs", "gpu"),
-}
-_SHORT_TO_LONG = {
-    "J": "job-name",
-    "o": "output",
-    "e": "error",
-    "D": "chdir",
-    "a": "array",
-    "W": "wait",
-    "A": "account",
-    "p": "partition",
-    "n": "ntasks",
-    "c": "cpus-per-task",
-    "t": "time",
-    "C": "constraint",
-    "q": "qos",
-    "N": "nodes",
-    "M": "clusters",
-    "G": "gpus",
+    "help": _Forbidden("help", _NO_JOB),
+    "usage": _Forbidden("usage", _NO_JOB),
+    "version": _Forbidden("version", _NO_JOB),
+    "test-only": _Forbidden("test only", _NO_JOB),
+    "account": _Forbidden("account", _use("slurm_account")),
+    "partition": _Forbidden("partition", _use("slurm_partition")),
+    "mem": _Forbidden("memory", _use("mem_mb")),
+    "mem-per-cpu": _Forbidden("memory per CPU", _use("mem_mb_per_cpu")),
+    "ntasks": _Forbidden("number of tasks", _use("tasks")),
+    "ntasks-per-gpu": _Forbidden("tasks per GPU", _use("tasks_per_gpu")),
+    "cpus-per-task": _Forbidden("CPUs per task", _use("cpus_per_task")),
+    "cpus-per-gpu": _Forbidden("CPUs per GPU", _use("cpus_per_gpu")),
+    "time": _Forbidden("time limit", _use("runtime")),
+    "constraint": _Forbidden("node constraint", _use("constraint")),
+    "qos": _Forbidden("quality of service", _use("qos")),
+    "nodes": _Forbidden("number of nodes", _use("nodes")),
+    "cluster": _Forbidden("cluster", _use("clusters")),
+    "clusters": _Forbidden("cluster", _use("clusters")),
+    "gres": _Forbidden("generic resources", _use("gres")),
+    "gpus": _Forbidden("GPUs", _use("gpu")),
 }
 
 
 _FIX_HINT = "Fix it in the rule's resources, --set-resources/--default-resources or the profile."
 
 
-def validate_slurm_extra(extra: str, job_label: str) -> list[str]:
-    """Split ``slurm_extra`` like a shell and reject options the executor manages."""
+@dataclass(frozen=True)
+class SlurmExtra:
+    """A checked ``slurm_extra``: the arguments to pass on, and the nodes its
+    ``--exclude``/``-x`` options name (taken out of ``args``, to be merged)."""
+
+    args: tuple[str, ...]
+    exclude: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Option:
+    name: str  # the long name sbatch resolves it to (as written if sbatch does not know it)
+    args: tuple[str, ...]  # the arguments that pass it on, with its value
+    value: str | None
+
+
+class _ExtraParser:
+    """Walks ``slurm_extra``'s arguments as sbatch's getopt_long would."""
+
+    def __init__(self, tokens: Sequence[str], job_label: str) -> None:
+        self.tokens = tokens
+        self.job_label = job_label
+        self.next = 0
+
+    def error(self, problem: str) -> SlurmSubmitError:
+        return SlurmSubmitError(f"{self.job_label}: resource 'slurm_extra' {problem} {_FIX_HINT}")
+
+    def options(self) -> list[_Option]:
+        parsed: list[_Option] = []
+        while self.next < len(self.tokens):
+            token = self.tokens[self.next]
+            self.next += 1
+            if token == "--":
+                raise self.error(
+                    "has '--', which ends sbatch's options: the executor's own options and "
+                    "batch script after it would become a script's arguments. Remove it."
+                )
+            if token.startswith("--"):
+                parsed.append(self.long_option(token))
+            elif token.startswith("-") and token != "-":
+                parsed += self.short_options(token)
+            else:
+                raise self.error(
+                    f"has {token!r}, which is neither an option nor the value of one: sbatch "
+                    "would take it as the batch script instead of the executor's. Remove it; "
+                    "if it is the value of the option before it, write them as one argument "
+                    "(--option=value, quoted if it holds spaces)."
+                )
+        return parsed
+
+    def resolve(self, token: str, written: str) -> str:
+        try:
+            return resolve_sbatch_option(written)
+        except ValueError as e:
+            raise self.error(
+                f"has {token!r}, an abbreviation sbatch refuses as ambiguous ({e}). Write "
+                "the option out in full."
+            ) from None
+
+    def check_allowed(self, name: str, token: str) -> None:
+        if (forbidden := _FORBIDDEN.get(name)) is None:
+            return
+        spelled = "" if token.split("=", 1)[0] == f"--{name}" else f", --{name}"
+        raise self.error(
+            f"must not contain {token!r} ({forbidden.what}{spelled}): {forbidden.remedy}."
+        )
+
+    def take_value(self, token: str, name: str) -> str:
+        """The argument after `token` as its value, as getopt takes it (even if it starts
+        with '-')."""
+        if self.next >= len(self.tokens):
+            raise self.error(
+                f"ends with {token!r}, which needs a value: sbatch would take the executor's "
+                f"next argument as its value. Give it one (--{name}=VALUE)."
+            )
+        self.next += 1
+        return self.tokens[self.next - 1]
+
+    def long_option(self, token: str) -> _Option:
+        written, has_value, value = token[2:].partition("=")
+        name = self.resolve(token, written)
+        self.check_allowed(name, token)
+        kind = SBATCH_LONG_OPTIONS.get(name)
+        if has_value and kind is OptionValue.NONE:
+            raise self.error(
+                f"has {token!r}, but sbatch's --{name} takes no value. Write it as '--{name}'."
+            )
+        if has_value or kind is not OptionValue.REQUIRED:
+            return _Option(name, (token,), value if has_value else None)
+        value = self.take_value(token, name)
+        return _Option(name, (token, value), value)
+
+    def short_options(self, token: str) -> list[_Option]:
+        """A cluster such as ``-vJname`` or ``-vx node1``: flags, then at most one option
+        with a value, which takes the rest of the argument (or the next one)."""
+        parsed: list[_Option] = []
+        for position, letter in enumerate(token[1:], start=2):
+            if (name := SBATCH_SHORT_OPTIONS.get(letter)) is None:
+                raise self.error(
+                    f"has {token!r}, but sbatch has no option -{letter}. Write the option out "
+                    "in full (--option=value)."
+                )
+            self.check_allowed(name, token)
+            rest = token[position:]
+            kind = SBATCH_LONG_OPTIONS[name]
+            if kind is OptionValue.NONE:
+                parsed.append(_Option(name, (f"-{letter}",), None))
+                continue
+            if kind is OptionValue.OPTIONAL:
+                parsed.append(_Option(name, (f"-{letter}{rest}",), rest or None))
+            else:
+                value = rest or self.take_value(token, name)
+                parsed.append(_Option(name, (f"-{letter}", value), value))
+            break
+        return parsed
+
+
+def validate_slurm_extra(extra: str, job_label: str) -> SlurmExtra:
+    """Split ``slurm_extra`` like a shell, parse it as sbatch would, and reject what the
+    executor manages, ambiguous abbreviations and words sbatch would take as its script."""
     try:
         tokens = shlex.split(extra)
     except ValueError as e:
@@ -142,27 +387,20 @@ def validate_slurm_extra(extra: str, job_label: str) -> list[str]:
             f"{job_label}: resource 'slurm_extra' cannot be split into arguments ({e}): "
             f"{extra!r}. Balance its quotes. {_FIX_HINT}"
         ) from None
-    for token in tokens:
-        if token.startswith("--"):
-            name = token[2:].split("=", 1)[0]
-        elif token.startswith("-") and len(token) > 1:
-            # Only the first letter: "-Jname" is "-J name".
-            name = _SHORT_TO_LONG.get(token[1], "")
-        else:
-            continue
-        forbidden = _FORBIDDEN_LONG.get(name)
-        if forbidden is None:
-            continue
-        instead = (
-            f"use the '{forbidden.instead}' resource instead"
-            if forbidden.instead
-            else "the executor sets it"
-        )
-        raise SlurmSubmitError(
-            f"{job_label}: resource 'slurm_extra' must not contain {token!r} "
-            f"({forbidden.what}): {instead}. {_FIX_HINT}"
-        )
-    return tokens
+    options = _ExtraParser(tokens, job_label).options()
+    excluded: list[str] = []
+    for option in options:
+        if option.name == "exclude":
+            try:
+                excluded += node_list(option.value or "")
+            except ValueError as e:
+                raise SlurmSubmitError(
+                    f"{job_label}: resource 'slurm_extra' has {' '.join(option.args)!r}: {e}. "
+                    "The executor merges it with the nodes it excludes itself, so it must name "
+                    f"nodes (e.g. 'node1,node[3-5]'), not a file of them. {_FIX_HINT}"
+                ) from None
+    args = tuple(arg for option in options if option.name != "exclude" for arg in option.args)
+    return SlurmExtra(args=args, exclude=tuple(excluded))
 
 
 def _int(value: object, name: str, job_label: str, minimum: int | None = None) -> int:
@@ -209,12 +447,28 @@ def _check_paths(spec: JobSpec) -> None:
         if not path.is_absolute():
             # A relative --output is resolved against -D, not the submit directory.
             raise SlurmSubmitError(f"{spec.job_label}: the {what} must be absolute: {path}")
+    if spec.array is not None:
+        _check_array(spec)
     if "\\" in str(spec.log_path):
         # A backslash turns SLURM's %-patterns off and is dropped from the name: the job
         # would fail without a log (a '%' in the directory is escaped, see _output_pattern).
         raise SlurmSubmitError(
             f"{spec.job_label}: the log path must not contain a backslash (SLURM would drop "
             f"it and write no log): {spec.log_path}"
+        )
+
+
+def _check_array(spec: JobSpec) -> None:
+    if not _ARRAY_RE.fullmatch(spec.array or ""):
+        raise SlurmSubmitError(
+            f"{spec.job_label}: the job array index list must look like '0-9', '1,3,5-7' or "
+            f"'0-999%50', got {spec.array!r}"
+        )
+    if "%a" not in spec.log_path.name:
+        # Without the task id in the name every task of the array writes the same log.
+        raise SlurmSubmitError(
+            f"{spec.job_label}: the log file name of a job array must contain %a (the task "
+            f"id), e.g. %A_%a.log: {spec.log_path}"
         )
 
 
@@ -260,11 +514,10 @@ def _task_args(res: Mapping[str, object], job_label: str, gpu_job: bool) -> list
     argv: list[str] = []
     tasks = res.get("tasks")
     if gpu_job:
-        per_gpu = res.get("tasks_per_gpu")
-        if per_gpu is None:
-            per_gpu = tasks if tasks is not None else 1
-        # tasks_per_gpu <= 0 leaves it to SLURM (some frameworks manage their own ranks).
-        if (n := _int(per_gpu, "tasks_per_gpu", job_label)) >= 1:
+        # As the stock plugin (2.7.1): --ntasks-per-gpu only when tasks_per_gpu, else tasks,
+        # asks for it (some clusters reject it in batch jobs); a value <= 0 leaves it out.
+        name = "tasks_per_gpu" if res.get("tasks_per_gpu") is not None else "tasks"
+        if (per_gpu := res.get(name)) is not None and (n := _int(per_gpu, name, job_label)) >= 1:
             argv.append(f"--ntasks-per-gpu={n}")
     elif not _is_set(res.get("mpi")):
         # SLURM 22.05 wants ntasks for every job.
@@ -320,6 +573,10 @@ def build_sbatch_argv(
         "--comment",
         spec.comment,
     ]
+    if spec.array is not None:
+        argv.append(f"--array={spec.array}")
+    raw_extra = res.get("slurm_extra")
+    extra = validate_slurm_extra(str(raw_extra) if _is_set(raw_extra) else "", label)
     if _is_set(account := res.get("slurm_account")):
         if "," in str(account):
             raise SlurmSubmitError(
@@ -363,13 +620,13 @@ def build_sbatch_argv(
         argv.append("--no-requeue")
     if settings.reservation:
         argv.append(f"--reservation={settings.reservation}")
-    if settings.exclude_nodes:
-        argv.append(f"--exclude={settings.exclude_nodes}")
+    # One --exclude for both: sbatch keeps only the last one it is given.
+    if excluded := sorted(settings.exclude_nodes.union(extra.exclude)):
+        argv.append(f"--exclude={','.join(excluded)}")
     gpu_job = _is_set(res.get("gpu")) or "gpu" in str(res.get("gres") or "")
     argv += _task_args(res, label, gpu_job)
     argv += _cpu_args(res, spec.threads, label, gpu_job)
-    if _is_set(extra := res.get("slurm_extra")):
-        argv += validate_slurm_extra(str(extra), label)
+    argv += extra.args
     argv += ["-D", str(spec.workdir)]
     argv += _gpu_args(res, label)
     argv.append(str(spec.script))

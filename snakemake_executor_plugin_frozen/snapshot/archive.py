@@ -5,8 +5,12 @@ header that needs pax extensions: long or non-ASCII names, huge files), entries 
 order given, mtime 0, owner 0:0 with empty names, mode 0644/0755 for files and 0777 for
 links; its headers are byte for byte those of ``tarfile``'s ustar format, built about ten
 times faster (``TarInfo.tobuf`` dominated the packing of small files).
-The stream goes through ``ZstdFile`` with the frame checksum on and worker threads, so
-compression overlaps the reading.
+The archive is two zstd frames (decompressors read concatenated frames as one stream), both
+with the frame checksum: the manifest's member, then every other member and the end of the
+tar (its two zero blocks; readers need no padding to a whole 10 KiB record). So each file
+is read once, hashed and handed to zstd's worker threads in the same pass, before the
+manifest (which holds the hashes) exists: the member frame is spooled, and the archive file
+is written when the manifest is known.
 
 Reading uses ``tarfile`` in stream mode over ``ZstdFile``, over the one open archive file,
 hashed as it is read. Extraction accepts only what the writer produces: regular files,
@@ -20,10 +24,10 @@ from __future__ import annotations
 
 import os
 import posixpath
-import secrets
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -37,7 +41,6 @@ if TYPE_CHECKING:
 
 MANIFEST_NAME = ".frozen/manifest.json"
 BLOCK = 512
-RECORD = 20 * BLOCK
 MTIME = 0
 _REGTYPE, _SYMTYPE = b"0", b"2"
 _USTAR_TAIL = b"ustar\x0000" + bytes(64 + 16 + 167)  # magic, version, names, devices, prefix
@@ -102,8 +105,35 @@ def _header(name: str, size: int, mode: int, typeflag: bytes, linkname: str = ""
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
+# The compressed members stay in memory up to this size, beyond it in an unnamed file.
+SPOOL_BYTES = 64 * 1024 * 1024
+
+
+class _Background(threading.Thread):
+    """``work`` done in a thread of its own, its result (or error) collected by ``result``."""
+
+    def __init__(self, work: Callable[[], bytes]) -> None:
+        super().__init__(daemon=True)
+        self._work = work
+        self._result = b""
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._result = self._work()
+        except BaseException as e:  # handed to the caller by result()
+            self._error = e
+
+    def result(self) -> bytes:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
 class _HashingSink:
-    """The raw archive file, hashed and counted as the compressor writes it."""
+    """The archive file, hashed and counted as it is written."""
 
     def __init__(self, f: BinaryIO) -> None:
         import hashlib
@@ -112,35 +142,37 @@ class _HashingSink:
         self.sha256 = hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes) -> None:
         self.sha256.update(data)
         self.size += len(data)
-        return self.f.write(data)
-
-    def flush(self) -> None:
-        self.f.flush()
+        self.f.write(data)
 
 
 class ArchiveWriter:
-    """Writes one archive to ``path`` (a new file); ``close`` returns its sha256 and size.
+    """Writes one archive to ``path`` (a new file): first the members (``add_*``), then
+    ``close_members``, then ``finish`` with the manifest, which the archive holds first; or
+    ``abort``.
 
     Entries are stored under ``prefix`` (``entries.archive_prefix``), the manifest never.
     """
 
     def __init__(self, path: Path, level: int, prefix: str = "") -> None:
+        import tempfile
+
+        self._path = path
         self._prefix = prefix
-        self._raw = open(path, "xb")  # noqa: SIM115 -- closed by close()/abort()
-        self._sink = _HashingSink(self._raw)
-        self._zst = _zstd().ZstdFile(self._sink, "w", options=compression_options(level))
+        self._options = compression_options(level)
+        self._compressor = _zstd().ZstdCompressor(options=self._options)
+        # closed by finish()/abort()
+        self._spool = tempfile.SpooledTemporaryFile(SPOOL_BYTES, dir=path.parent)  # noqa: SIM115
         self._buffer = bytearray()
-        self._offset = 0
+        self._flush: _Background | None = None
 
     def _write(self, data: bytes) -> None:
         # Few large writes: every call into the compressor has a fixed cost.
         self._buffer += data
-        self._offset += len(data)
         if len(self._buffer) >= CHUNK:
-            self._zst.write(self._buffer)
+            self._spool.write(self._compressor.compress(self._buffer))
             self._buffer.clear()
 
     def _name(self, entry: Entry) -> str:
@@ -153,17 +185,11 @@ class ArchiveWriter:
         if size % BLOCK:
             self._write(bytes(BLOCK - size % BLOCK))
 
-    def _add_content(self, name: str, mode: int, data: bytes) -> None:
-        self._write(_header(name, len(data), mode, _REGTYPE))
-        self._write(data)
-        self._pad(len(data))
-
-    def add_bytes(self, name: str, data: bytes) -> None:
-        self._add_content(name, 0o644, data)
-
     def add_read(self, entry: Entry, data: bytes) -> None:
         """Archive a file entry whose content was read (and verified) earlier."""
-        self._add_content(self._name(entry), entry.mode, data)
+        self._write(_header(self._name(entry), len(data), entry.mode, _REGTYPE))
+        self._write(data)
+        self._pad(len(data))
 
     def add_link(self, entry: Entry) -> None:
         self._write(_header(self._name(entry), 0, entry.mode, _SYMTYPE, entry.target))
@@ -175,21 +201,36 @@ class ArchiveWriter:
         self._pad(entry.size)
         return digest
 
-    def close(self) -> tuple[str, int]:
-        """Finish the archive (end blocks, durable on disk); returns (sha256, bytes)."""
-        end = self._offset + 2 * BLOCK
-        self._write(bytes(2 * BLOCK + (-end) % RECORD))
-        self._zst.write(self._buffer)
-        self._zst.close()
-        self._raw.flush()
-        os.fsync(self._raw.fileno())
-        self._raw.close()
-        return self._sink.sha256.hexdigest(), self._sink.size
+    def close_members(self) -> None:
+        """End the tar after the last member. zstd's workers finish compressing meanwhile:
+        the end of the frame is made in a thread (zstd releases the GIL)."""
+        rest = bytes(self._buffer) + bytes(2 * BLOCK)
+        self._buffer.clear()
+        compressor = self._compressor
+        self._flush = _Background(lambda: compressor.compress(rest, compressor.FLUSH_FRAME))
+
+    def finish(self, manifest: bytes) -> tuple[str, int]:
+        """Write the archive, ``manifest`` first, durable on disk; returns (sha256, bytes)."""
+        assert self._flush is not None, "close_members() comes first"
+        member = _header(MANIFEST_NAME, len(manifest), 0o644, _REGTYPE) + manifest
+        head = _zstd().compress(member + bytes(-len(member) % BLOCK), options=self._options)
+        with open(self._path, "xb") as f:
+            out = _HashingSink(f)
+            out.write(head)
+            # What zstd's workers have finished is copied while they finish the rest.
+            self._spool.seek(0)
+            while chunk := self._spool.read(CHUNK):
+                out.write(chunk)
+            out.write(self._flush.result())
+            f.flush()
+            os.fsync(f.fileno())
+        self._spool.close()
+        return out.sha256.hexdigest(), out.size
 
     def abort(self) -> None:
-        with suppress(Exception):  # the archive is discarded anyway
-            self._zst.close()
-        self._raw.close()
+        if self._flush is not None:
+            self._flush.join()
+        self._spool.close()
 
 
 class DestinationError(SnapshotError):
@@ -433,7 +474,7 @@ def extract_at(
         pass
     else:
         raise SnapshotError(f"cannot extract into {dest}: it already exists")
-    tmp = f".{dest.name}.{secrets.token_hex(6)}.tmp"
+    tmp = f".{dest.name}.{os.urandom(6).hex()}.tmp"
     try:
         os.mkdir(tmp, 0o700, dir_fd=parent)
     except OSError as e:

@@ -17,10 +17,12 @@ output folder of the workflow) either, whether ignored or not.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .git import exclude_pathspecs, is_ignored, run_git_many, split_z, work_tree_state
+from .git import GitBatch, GitRun, exclude_pathspecs, split_z, work_tree_state
 from .model import SnapshotError
 from .rules import NOT_CODE_FOLDERS, NOT_CODE_MARKERS, PathRules, compile_ignore, ignore_verdict
 from .store import CACHEDIR_TAG, holds_cache_tag
@@ -44,20 +46,58 @@ class Discovery:
     unlisted: list[str]  # ignored folders that could not be listed, skipped
 
 
-def discover(root: str, rules: PathRules) -> tuple[Discovery, list[str]]:
+def _git_commands(rules: PathRules) -> list[list[str]]:
+    excludes = exclude_pathspecs(rules.folder_names, rules.excluded_dirs)
+    return [
+        ["check-ignore", "-q", "--", "."],
+        # --recurse-submodules lists the files of checked-out submodules, but git refuses
+        # it together with --others, hence separate calls.
+        ["ls-files", "-z", "--cached", "--recurse-submodules"],
+        ["ls-files", "-z", "--others", "--exclude-standard", "--", ".", *excludes],
+        [
+            *("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"),
+            *("--", ".", *excludes),
+        ],
+    ]
+
+
+def _work_tree_state(index_listing: GitRun, root: str, spool: Path) -> bool | None:
+    """``git.work_tree_state`` of ``root``: listing the index succeeds only inside a work
+    tree; else rev-parse tells why."""
+    if index_listing.returncode == 0:
+        return True
+    rev_parse = GitBatch([["rev-parse", "--is-inside-work-tree"]], root, spool).wait()[0]
+    return work_tree_state(rev_parse, root)
+
+
+def discover(
+    root: str,
+    rules: PathRules,
+    spool: Path,
+    meanwhile: Callable[[list[str]], None] | None = None,
+) -> tuple[Discovery, list[str]]:
     """Discovery for ``root`` and warnings. The hard-excluded folders of ``rules`` are never
-    walked, by git or by us; the rules filter the paths again later."""
-    state = work_tree_state(root)
+    walked, by git or by us; the rules filter the paths again later. ``spool``: a folder for
+    git's output (``GitBatch``). In git, ``meanwhile`` is given the tracked files as soon as
+    git lists them, while git walks the tree for the others: work for that wait."""
+    # All at once, as the wait for git dominates a pack of an unchanged tree: the listings
+    # only count inside a work tree whose root git does not ignore.
+    git = GitBatch(_git_commands(rules), root, spool)
+    try:
+        ignored_root, index_listing = git.result(0), git.result(1)
+        state = _work_tree_state(index_listing, root, spool)
+        if state and ignored_root.returncode != 0:
+            return _discover_git(root, rules, git, meanwhile)
+    finally:
+        git.wait()  # none left running, whatever happened
     warnings = []
-    if state and is_ignored(".", root):
+    if state:
         # A folder the enclosing repository ignores (a scratch copy of a workflow inside
         # another project) is not that repository's code: git would list none of it.
         warnings.append(
             f"the code root {root} is ignored by the git repository around it; files were "
             "selected by the .gitignore files inside it"
         )
-    elif state:
-        return _discover_git(root, rules)
     elif state is None:
         warnings.append("git was not found; files were selected by .gitignore patterns")
     walk = _Walk(root, rules)
@@ -75,21 +115,15 @@ def discover(root: str, rules: PathRules) -> tuple[Discovery, list[str]]:
     return found, warnings
 
 
-def _discover_git(root: str, rules: PathRules) -> tuple[Discovery, list[str]]:
-    excludes = exclude_pathspecs(rules.folder_names, rules.excluded_dirs)
-    # --recurse-submodules lists the files of checked-out submodules, but git refuses it
-    # together with --others, hence separate calls.
-    (cached, others, ignored), warnings = run_git_many(
-        [
-            ["ls-files", "-z", "--cached", "--recurse-submodules"],
-            ["ls-files", "-z", "--others", "--exclude-standard", "--", ".", *excludes],
-            [
-                *("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"),
-                *("--", ".", *excludes),
-            ],
-        ],
-        root,
-    )
+def _discover_git(
+    root: str, rules: PathRules, git: GitBatch, meanwhile: Callable[[list[str]], None] | None
+) -> tuple[Discovery, list[str]]:
+    tracked = split_z(git.result(1).checked(root))
+    if meanwhile is not None:
+        meanwhile(tracked)
+    listings = git.wait()[1:]  # the index, the untracked files, the ignored ones
+    others, ignored = listings[1].checked(root), listings[2].checked(root)
+    warnings = sorted({w for run in listings for w in run.warnings()})
     unreadable = [w for w in warnings if "could not open directory" in w]
     if unreadable:
         # Like an unreadable file: what the folder holds is unknown, so refuse.
@@ -97,7 +131,6 @@ def _discover_git(root: str, rules: PathRules) -> tuple[Discovery, list[str]]:
             f"{unreadable[0]} (in the code root {root}); fix its permissions or exclude it "
             "(exclude_folders)"
         )
-    tracked = split_z(cached)
     untracked, nested = [], []
     for path in split_z(others):
         # Without --directory the only folder entries are repositories nested in the tree.

@@ -87,13 +87,15 @@ def _link_entry(root: str, path: str, full: str, real: str) -> Entry:
     return Entry(path, LINK, 0, False, target, "", None, "")
 
 
-def _classify(root: str, path: str) -> Entry | str:
-    """The entry for one selected path, or why it is skipped ("missing", "folder", ...)."""
+def _classify(root: str, path: str, st: os.stat_result | None) -> Entry | str:
+    """The entry for one selected path (``st``: its lstat, if taken already), or why it is
+    skipped ("missing", "folder", ...)."""
     full = f"{root}/{path}"
-    try:
-        st = os.lstat(full)
-    except FileNotFoundError:
-        return "missing"
+    if st is None:
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            return "missing"
     if stat.S_ISREG(st.st_mode):
         return _file_entry(path, full, st)
     if stat.S_ISDIR(st.st_mode):
@@ -167,8 +169,12 @@ def archive_prefix(root: str, entries: list[Entry]) -> str:
     return prefix
 
 
-def inspect(selection: Selection) -> tuple[list[Entry], list[str]]:
-    """Entries for the selected paths, in path order, and warnings about what was skipped."""
+def inspect(
+    selection: Selection, stats: dict[str, os.stat_result] | None = None
+) -> tuple[list[Entry], list[str]]:
+    """Entries for the selected paths, in path order, and warnings about what was skipped.
+    ``stats``: the lstat of some of the paths, taken while they were selected."""
+    stats = stats or {}
     root = selection.root
     entries: list[Entry] = []
     skipped: dict[str, list[str]] = {}
@@ -181,7 +187,10 @@ def inspect(selection: Selection) -> tuple[list[Entry], list[str]]:
             skipped.setdefault("through-link", []).append(path)
             continue
         try:
-            result = _classify_outside(root, path) if leaves(path) else _classify(root, path)
+            if leaves(path):
+                result = _classify_outside(root, path)
+            else:
+                result = _classify(root, path, stats.get(path))
         except OSError as e:
             raise SnapshotError(
                 f"cannot read {path} in {root}: {e.strerror}; fix its permissions or exclude it"

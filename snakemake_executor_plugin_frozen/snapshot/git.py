@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 from .model import SnapshotError
 
@@ -36,50 +40,80 @@ def is_ignored(path: str, cwd: str) -> bool:
     return try_git(["check-ignore", "-q", "--", path], cwd) is not None
 
 
-def run_git_many(commands: list[list[str]], cwd: str) -> tuple[list[bytes], list[str]]:
-    """Several independent git commands run concurrently (their start-up cost dominates).
+@dataclass(frozen=True)
+class GitRun:
+    """One finished git command; ``returncode`` None when git is not installed."""
 
-    Returns their outputs and git's warnings: git skips a folder it cannot open with a
-    warning and success, and that must not pass silently.
-    """
-    env = _env()
-    procs = [
-        subprocess.Popen(
-            ["git", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        for args in commands
-    ]
-    outputs = [proc.communicate() for proc in procs]
-    warnings = []
-    for args, proc, (_, stderr) in zip(commands, procs, outputs, strict=True):
-        if proc.returncode:
-            raise _fail(args, cwd, stderr)
-        warnings += [f"git: {line}" for line in stderr.decode(errors="replace").splitlines()]
-    return [stdout for stdout, _ in outputs], sorted(set(warnings))
+    args: list[str]
+    returncode: int | None
+    stdout: bytes
+    stderr: bytes
+
+    def checked(self, cwd: str) -> bytes:
+        """stdout of a command that must succeed."""
+        if self.returncode is None:
+            raise SnapshotError(f"git {' '.join(self.args)} failed in {cwd}: git was not found")
+        if self.returncode:
+            raise _fail(self.args, cwd, self.stderr)
+        return self.stdout
+
+    def warnings(self) -> list[str]:
+        """git's warnings: it skips a folder it cannot open with a warning and success, and
+        that must not pass silently."""
+        return [f"git: {line}" for line in self.stderr.decode(errors="replace").splitlines()]
 
 
-def work_tree_state(cwd: str) -> bool | None:
-    """True inside a git work tree, False outside any repository, None if git is missing.
+class GitBatch:
+    """Independent git commands started at once (their start-up cost dominates), collected
+    one by one (``result``) or all (``wait``), possibly much later: their output goes to
+    unnamed temporary files in ``spool`` (the store, which must be writable anyway, not a
+    /tmp that may be full), never to a pipe that could fill up and stall git meanwhile."""
+
+    def __init__(self, commands: list[list[str]], cwd: str, spool: Path) -> None:
+        env = _env()
+        self._started: list[tuple[list[str], subprocess.Popen | None, BinaryIO, BinaryIO]] = []
+        for args in commands:
+            out = tempfile.TemporaryFile(dir=spool)  # noqa: SIM115 -- closed by result()
+            err = tempfile.TemporaryFile(dir=spool)  # noqa: SIM115 -- closed by result()
+            try:
+                proc = subprocess.Popen(["git", *args], cwd=cwd, env=env, stdout=out, stderr=err)
+            except FileNotFoundError:
+                proc = None
+            self._started.append((args, proc, out, err))
+        self._runs: dict[int, GitRun] = {}
+
+    def result(self, index: int) -> GitRun:
+        """The finished run of the ``index``-th command."""
+        if index not in self._runs:
+            args, proc, out, err = self._started[index]
+            returncode = None if proc is None else proc.wait()
+            outputs = []
+            for f in (out, err):
+                f.seek(0)
+                outputs.append(f.read())
+                f.close()
+            self._runs[index] = GitRun(args, returncode, *outputs)
+        return self._runs[index]
+
+    def wait(self) -> list[GitRun]:
+        return [self.result(index) for index in range(len(self._started))]
+
+
+def work_tree_state(run: GitRun, cwd: str) -> bool | None:
+    """From ``git rev-parse --is-inside-work-tree`` run in ``cwd``: True inside a git work
+    tree, False outside any repository, None if git is missing.
 
     Any other git failure (a repository git refuses to read, such as one owned by another
     user) is an error: falling back to pattern matching there would silently change the
     selection.
     """
-    try:
-        proc = subprocess.run(
-            ["git", "rev-parse", "--is-inside-work-tree"],
-            cwd=cwd,
-            env=_env(),
-            capture_output=True,
-            check=False,
-        )
-    except FileNotFoundError:
+    if run.returncode is None:
         return None
-    if proc.returncode == 0:
-        return proc.stdout.strip() == b"true"
-    if b"not a git repository" in proc.stderr:
+    if run.returncode == 0:
+        return run.stdout.strip() == b"true"
+    if b"not a git repository" in run.stderr:
         return False
-    raise _fail(["rev-parse", "--is-inside-work-tree"], cwd, proc.stderr)
+    raise _fail(run.args, cwd, run.stderr)
 
 
 def exclude_pathspecs(names: Iterable[str], dirs: Iterable[str]) -> list[str]:
@@ -94,4 +128,6 @@ def exclude_pathspecs(names: Iterable[str], dirs: Iterable[str]) -> list[str]:
 
 def split_z(output: bytes) -> list[str]:
     """NUL-separated git output as paths (undecodable bytes kept via surrogateescape)."""
-    return [os.fsdecode(item) for item in output.split(b"\0") if item]
+    # One decoding of the whole output (the same, as no character's encoding holds a NUL
+    # byte): decoding path by path costs more than the split.
+    return [path for path in os.fsdecode(output).split("\0") if path]

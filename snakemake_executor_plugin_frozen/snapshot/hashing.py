@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .entries import FILE, LINK, Entry, stat_key
+from .entries import FILE, LINK, Entry, StatKey, stat_key
 from .model import SnapshotError
 
 CHUNK = 1 << 20
@@ -88,6 +88,22 @@ def snapshot_id(entries: list[Entry], digests: dict[str, str], prefix: str = "")
     return h.hexdigest()
 
 
+def _cache_path(store: Path, root: str, suffix: str) -> Path:
+    """The file of one code root's cache in ``store``."""
+    return store / f"statcache-{hashlib.sha256(os.fsencode(root)).hexdigest()[:16]}{suffix}"
+
+
+def _load_json(path: Path, root: str, version: int) -> dict:
+    """A cache file's content, or {} if it is missing, damaged, of another version or of
+    another code root."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    fresh = isinstance(data, dict) and data.get("version") == version and data.get("root") == root
+    return data if fresh else {}
+
+
 class StatCache:
     """path -> (size, mtime_ns, ctime_ns, inode, sha256) of one code root, kept in the store.
 
@@ -110,14 +126,8 @@ class StatCache:
 
     @classmethod
     def load(cls, store: Path, root: str) -> StatCache:
-        name = hashlib.sha256(os.fsencode(root)).hexdigest()[:16]
-        path = store / f"statcache-{name}.json"
-        try:
-            data = json.loads(path.read_bytes())
-        except (OSError, ValueError):
-            data = {}
-        fresh = isinstance(data, dict) and data.get("version") == cls.VERSION
-        entries = data.get("entries") if fresh and data.get("root") == root else None
+        path = _cache_path(store, root, ".json")
+        entries = _load_json(path, root, cls.VERSION).get("entries")
         return cls(path, root, entries if isinstance(entries, dict) else {})
 
     def lookup(self, entry: Entry) -> str | None:
@@ -125,6 +135,19 @@ class StatCache:
         if cached is not None and entry.key is not None and tuple(cached[:4]) == entry.key:
             return cached[4]
         return None
+
+    def split(self, entries: list[Entry]) -> tuple[dict[str, str], list[Entry]]:
+        """The sha256 of each file entry the cache vouches for, and the other file entries."""
+        digests: dict[str, str] = {}
+        misses = []
+        for entry in entries:
+            if entry.kind == FILE:
+                cached = self.lookup(entry)
+                if cached is None:
+                    misses.append(entry)
+                else:
+                    digests[entry.path] = cached
+        return digests, misses
 
     def record(self, entries: list[Entry], digests: dict[str, str], stamp_ns: int) -> None:
         """Keep exactly the current files, leaving out those modified at or after ``stamp_ns``."""
@@ -136,8 +159,75 @@ class StatCache:
             self._entries = fresh
             self._changed = True
 
+    def forget(self) -> None:
+        """Drop every entry, on disk too: the cache vouched for content that is not there."""
+        self.path.unlink(missing_ok=True)
+        self._entries, self._changed = {}, False
+
     def save(self, write: Callable[[Path, bytes], None]) -> None:
         if self._changed:
             data = {"version": self.VERSION, "root": self.root, "entries": self._entries}
             write(self.path, json.dumps(data, separators=(",", ":")).encode())
+            self._changed = False
+
+
+class ArchiveCheck:
+    """The stat of the last stored snapshot's archive and record of one code root, when
+    that archive was known to hold what its record says: while both keep that stat, a
+    pack need not read the archive again to know it intact (see ``Store.intact``). A small
+    JSON file beside the stat cache, replaced atomically."""
+
+    VERSION = 1
+
+    def __init__(self, path: Path, root: str, known: dict) -> None:
+        self.path = path
+        self.root = root
+        self._known = known
+        self._changed = False
+
+    @classmethod
+    def load(cls, store: Path, root: str) -> ArchiveCheck:
+        path = _cache_path(store, root, ".archive.json")
+        return cls(path, root, _load_json(path, root, cls.VERSION))
+
+    def stored(self, snapshot: str, keys: tuple[StatKey, StatKey]) -> tuple[str, int] | None:
+        """(sha256, bytes) of the archive of ``snapshot`` if it was known intact while its
+        archive and record had the stat ``keys`` they have now."""
+        known = self._known
+        if known.get("id") != snapshot or known.get("keys") != [list(k) for k in keys]:
+            return None
+        return known["archive_sha256"], known["archive_bytes"]
+
+    def know(
+        self,
+        snapshot: str,
+        keys: tuple[StatKey, StatKey],
+        stored: tuple[str, int],
+        read_after_ns: int | None,
+    ) -> None:
+        """Note that the archive of ``snapshot`` had the ``stored`` (sha256, bytes) of its
+        record while archive and record had the stat ``keys``.
+
+        ``read_after_ns``: the clock stamp taken before the archive was read to find that;
+        not noted if either file was modified at or after it (a change during the read could
+        keep the stat, as for files). None for an archive this pack wrote, hashed as it was
+        written: only a change by someone else within the clock tick of its renaming would
+        go unseen here, and not by the nodes, which check the sha256 before extracting.
+        """
+        if read_after_ns is not None and any(max(k[1], k[2]) >= read_after_ns for k in keys):
+            return
+        sha256, size = stored
+        self._known = {
+            "version": self.VERSION,
+            "root": self.root,
+            "id": snapshot,
+            "keys": [list(k) for k in keys],
+            "archive_sha256": sha256,
+            "archive_bytes": size,
+        }
+        self._changed = True
+
+    def save(self, write: Callable[[Path, bytes], None]) -> None:
+        if self._changed:
+            write(self.path, json.dumps(self._known, separators=(",", ":")).encode())
             self._changed = False

@@ -6,20 +6,15 @@ member) and in the store as ``<id>.json``, which adds the archive's own sha256 a
 
 from __future__ import annotations
 
-import base64
-import getpass
 import json
 import os
-import platform
-import socket
 import sys
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from .archive import MANIFEST_NAME, read_member
 from .entries import LINK, Entry
-from .git import exclude_pathspecs, try_git
+from .git import GitBatch
 from .model import SelectionSettings, SnapshotError
 from .rules import leaves
 from .select import ADDED_BACK, EXPLICIT, Selection, normalise_suffixes
@@ -27,6 +22,9 @@ from .select import ADDED_BACK, EXPLICIT, Selection, normalise_suffixes
 FORMAT = 1
 PLUGIN = "snakemake-executor-plugin-frozen"
 DATA_SHOWN = 10  # data paths listed in the record; the count covers them all
+# Top-level keys a caller may add to a new manifest (see ``record/environment.py``).
+ENVIRONMENT_EXTRA_KEYS = ("programs", "conda_envs")
+_encode = json.JSONEncoder().encode
 
 
 def _text(output: bytes | None) -> str | None:
@@ -39,38 +37,58 @@ def _text(output: bytes | None) -> str | None:
 def _without_credentials(url: str | None) -> str | None:
     if not url:
         return url
+    from urllib.parse import urlsplit, urlunsplit  # here: only a new manifest needs it
+
     parts = urlsplit(url)
     if "@" not in parts.netloc or not parts.scheme:
         return url  # scp-like "user@host:path" names an account, not a secret
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-def git_record(root: str, excludes: list[str], untracked: list[str]) -> dict:
-    """Commit, branch, remote, dirty flag, the uncommitted diff and the untracked files.
+_DIFF = ["diff", "HEAD", "--binary", "--no-color", "--no-ext-diff", "--no-textconv"]
+
+
+def start_git_record(root: str, excludes: list[str], spool: Path) -> GitBatch:
+    """The git commands of ``git_record``, started now: they run while the files are read
+    (``spool``: see ``GitBatch``)."""
+    commands = [
+        ["rev-parse", "--verify", "-q", "HEAD^{commit}"],
+        [*_DIFF, "--", ".", *excludes],
+        ["config", "--get", "remote.origin.url"],
+        ["symbolic-ref", "-q", "--short", "HEAD"],
+    ]
+    return GitBatch(commands, root, spool)
+
+
+def git_record(started: GitBatch, root: str, untracked: list[str]) -> dict:
+    """Commit, branch, remote, dirty flag, the uncommitted diff and the untracked files,
+    from the commands of ``start_git_record``.
 
     The diff (``git diff HEAD --binary``, limited to the code root) leaves out the
-    hard-excluded folders (``excludes``), whose tracked data could dwarf the code. It is
-    stored as text when it is valid UTF-8 and as base64 otherwise (``diff_encoding``).
-    Without any commit there is nothing to diff against: every file is uncommitted and the
-    archive itself is the record.
+    hard-excluded folders, whose tracked data could dwarf the code. It is stored as text
+    when it is valid UTF-8 and as base64 otherwise (``diff_encoding``). Without any commit
+    there is nothing to diff against: every file is uncommitted and the archive itself is
+    the record.
     """
-    commit = _text(try_git(["rev-parse", "--verify", "-q", "HEAD^{commit}"], root))
+    commit_out, diff_out, remote, branch = (
+        run.stdout if run.returncode == 0 else None for run in started.wait()
+    )
+    commit = _text(commit_out)
     diff = b""
     if commit:
-        command = ["diff", "HEAD", "--binary", "--no-color", "--no-ext-diff", "--no-textconv"]
-        output = try_git([*command, "--", ".", *excludes], root)
-        if output is None:
+        if diff_out is None:
             raise SnapshotError(f"git diff HEAD failed in {root}; cannot record the changes")
-        diff = output
+        diff = diff_out
     try:
         diff_text, encoding = diff.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
+        import base64
+
         diff_text, encoding = base64.b64encode(diff).decode(), "base64"
-    remote = _text(try_git(["config", "--get", "remote.origin.url"], root))
     return {
         "commit": commit,
-        "branch": _text(try_git(["symbolic-ref", "-q", "--short", "HEAD"], root)),
-        "remote": _without_credentials(remote),
+        "branch": _text(branch),
+        "remote": _without_credentials(_text(remote)),
         "dirty": commit is None or bool(diff) or bool(untracked),
         "diff": diff_text,
         "diff_encoding": encoding,
@@ -94,6 +112,7 @@ def _name_version(dist) -> tuple[str | None, str | None]:
 
 def environment() -> dict:
     """Python, Snakemake and every installed distribution, without importing any of them."""
+    import platform
     from importlib import metadata
 
     def version(name: str) -> str | None:
@@ -120,28 +139,47 @@ def environment() -> dict:
     }
 
 
+def environment_fields(extra: Mapping[str, object] | None) -> dict[str, object]:
+    """The caller's environment record for the manifest's top level, checked: only the
+    ``ENVIRONMENT_EXTRA_KEYS``, each value encodable as JSON."""
+    fields = dict(extra or {})
+    unknown = sorted(set(fields) - set(ENVIRONMENT_EXTRA_KEYS))
+    if unknown:
+        raise SnapshotError(
+            f"environment_extra may only hold {', '.join(ENVIRONMENT_EXTRA_KEYS)}, not "
+            f"{', '.join(unknown)}"
+        )
+    for key, value in fields.items():
+        try:
+            _encode(value)
+        except (TypeError, ValueError) as e:
+            raise SnapshotError(f"environment_extra[{key!r}] is not JSON: {e}") from None
+    return fields
+
+
 def _user() -> str:
     try:
+        import getpass
+
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)
         return str(os.getuid())
 
 
-def _file_record(entry: Entry, digests: dict[str, str]) -> dict:
+def _file_line(entry: Entry, digests: dict[str, str]) -> str:
+    """The JSON record of one entry (built here, not by ``json``: thousands per pack)."""
+    path = _encode(entry.path)
     if entry.kind == LINK:
-        return {"path": entry.path, "type": LINK, "target": entry.target}
-    record = {
-        "path": entry.path,
-        "type": entry.kind,
-        "size": entry.size,
-        "mode": f"{entry.mode:o}",
-        "sha256": digests[entry.path],
-    }
+        return f'{{"path": {path}, "type": "{LINK}", "target": {_encode(entry.target)}}}'
+    line = (
+        f'{{"path": {path}, "type": "{entry.kind}", "size": {entry.size}, '
+        f'"mode": "{entry.mode:o}", "sha256": "{digests[entry.path]}"'
+    )
     if leaves(entry.path):
-        record["original"] = entry.source  # named explicitly, outside the code root
+        line += f', "original": {_encode(entry.source)}'  # named explicitly, outside the root
     if entry.outside:
-        record["link_to"] = entry.outside  # stored as content: the link left the code root
-    return record
+        line += f', "link_to": {_encode(entry.outside)}'  # a link out of the root, as content
+    return line + "}"
 
 
 def build_manifest(
@@ -153,9 +191,19 @@ def build_manifest(
     digests: dict[str, str],
     warnings: tuple[str, ...],
     prefix: str,
-) -> dict:
+    git: GitBatch | None,
+    extra: Mapping[str, object] | None = None,
+) -> bytes:
+    """The manifest, encoded (``dumps``); ``git``: the started ``start_git_record``, None
+    outside git; ``extra``: checked ``environment_fields``, recorded after the Python
+    environment (the id does not depend on them: it is given)."""
+    # Imported here, as the other modules only a new manifest needs: reading one, or a
+    # pack of a stored snapshot, does without them.
+    import socket
+    from datetime import UTC, datetime
+
     found = selection.discovery
-    return {
+    fields = {
         "format": FORMAT,
         "id": snapshot_id,
         "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -181,30 +229,27 @@ def build_manifest(
             "data_excluded_paths": selection.data_excluded[:DATA_SHOWN],
             "warnings": list(warnings),
         },
-        "git": git_record(
-            selection.root,
-            exclude_pathspecs(selection.rules.folder_names, selection.rules.excluded_dirs),
-            selection.untracked,
-        )
-        if found.mode == "git"
-        else None,
+        "git": None if git is None else git_record(git, selection.root, selection.untracked),
         **environment(),
-        "files": [_file_record(e, digests) for e in entries],
+        **(extra or {}),
     }
+    return dumps(fields, [_file_line(e, digests) for e in entries])
 
 
-def dumps(manifest: dict) -> bytes:
-    """JSON with one top-level key per line and one file per line: readable, greppable and
-    diffable line by line, and written by the C encoder (``indent`` would fall back to the
-    slow pure-Python one)."""
-    encode = json.JSONEncoder().encode
-    lines = [
-        f"{encode(key)}: " + ("[\n" + ",\n".join(map(encode, value)) + "\n]")
-        if key == "files"
-        else f"{encode(key)}: {encode(value)}"
-        for key, value in manifest.items()
-    ]
+def dumps(fields: dict, files: list[str]) -> bytes:
+    """JSON with one top-level key per line (``fields``, then ``files``: the encoded file
+    records) and one file per line: readable, greppable and diffable line by line, and
+    written by the C encoder (``indent`` would fall back to the slow pure-Python one)."""
+    lines = [f"{_encode(key)}: {_encode(value)}" for key, value in fields.items()]
+    lines.append('"files": [\n' + ",\n".join(files) + "\n]")
     return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
+
+
+def record_bytes(manifest: bytes, archive_sha256: str, archive_bytes: int) -> bytes:
+    """The store's record: the encoded ``manifest`` with the archive's sha256 and size
+    as two more top-level keys."""
+    tail = f',\n"archive_sha256": "{archive_sha256}",\n"archive_bytes": {archive_bytes}\n}}\n'
+    return manifest.removesuffix(b"\n}\n") + tail.encode()
 
 
 def read_manifest(path_or_archive: Path) -> dict:

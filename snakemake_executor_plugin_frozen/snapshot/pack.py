@@ -3,93 +3,230 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from .archive import MANIFEST_NAME, ArchiveWriter, compression_options
-from .entries import FILE, LINK, Entry, archive_prefix, check_size, copy_mode, inspect
-from .hashing import StatCache, changed_error, read_verified, snapshot_id
-from .manifest import build_manifest, dumps
+from .archive import ArchiveWriter, compression_options
+from .entries import LINK, Entry, archive_prefix, check_size, copy_mode, inspect
+from .git import GitBatch, exclude_pathspecs
+from .hashing import ArchiveCheck, StatCache, changed_error, read_verified, snapshot_id
+from .manifest import build_manifest, environment_fields, record_bytes, start_git_record
 from .model import DEFAULT_SETTINGS, PackResult, SelectionSettings, SnapshotError
-from .select import ADDED_BACK, select
+from .select import ADDED_BACK, Selection, select
 from .store import Store
 
-# Content read for hashing is kept for the archive up to this many bytes, so a cold pack
-# reads most files once; beyond it files are read again (and hashed again, so the archive
-# holds exactly the hashed content).
+# When the stat cache vouches for most of the content, the other files are hashed first, so
+# that a tree changed back to a stored snapshot is not archived again; their content read
+# is kept for the archive up to this many bytes (beyond it they are read and hashed again).
 KEEP_BYTES = 64 * 1024 * 1024
 
+Stored = tuple[str, int]  # a stored archive's sha256 and size
 
-def _digests(
-    entries: list[Entry], store: Store, root: str
-) -> tuple[dict[str, str], dict[str, bytes], StatCache]:
-    """sha256 of every file, reading only those the stat cache cannot vouch for.
 
-    Returns the digests, the content of the files read (within KEEP_BYTES) and the cache.
-    """
-    cache = StatCache.load(store.path, root)
-    digests: dict[str, str] = {}
-    misses = []
-    for entry in entries:
-        if entry.kind == FILE:
-            cached = cache.lookup(entry)
-            if cached is None:
-                misses.append(entry)
-            else:
-                digests[entry.path] = cached
+def _hash_first(misses: list[Entry], digests: dict[str, str]) -> dict[str, bytes]:
+    """Hash the ``misses`` into ``digests``; returns the content read, within KEEP_BYTES."""
     contents: dict[str, bytes] = {}
-    if misses:
-        stamp = store.clock_stamp()
-        budget = KEEP_BYTES
-        for entry in misses:
-            if entry.size <= budget:
-                chunks: list[bytes] = []
-                digests[entry.path] = read_verified(entry, chunks.append)
-                contents[entry.path] = b"".join(chunks)
-                budget -= entry.size
-            else:
-                digests[entry.path] = read_verified(entry)
-        cache.record(entries, digests, stamp)
-        cache.save(store.write_atomic)
-    return digests, contents, cache
+    budget = KEEP_BYTES
+    for entry in misses:
+        if entry.size <= budget:
+            chunks: list[bytes] = []
+            digests[entry.path] = read_verified(entry, chunks.append)
+            contents[entry.path] = b"".join(chunks)
+            budget -= entry.size
+        else:
+            digests[entry.path] = read_verified(entry)
+    return contents
 
 
-def _write(
-    snapshot: str,
-    store: Store,
-    level: int,
-    prefix: str,
-    entries: list[Entry],
-    digests: dict[str, str],
-    contents: dict[str, bytes],
-    cache: StatCache,
-    manifest: dict,
-) -> tuple[dict, bool]:
-    """Archive and store the snapshot; returns the stored record and whether this call stored it."""
-    tmp = store.temp_path(".tar.zst")
-    try:
-        writer = ArchiveWriter(tmp, level, prefix)
+def _mostly_vouched(misses: list[Entry], entries: list[Entry]) -> bool:
+    """The ``misses`` hold at most a quarter of the bytes: hashing them first costs little.
+    (Else the snapshot is almost surely new: its files are hashed while archived.)"""
+    return 4 * sum(e.size for e in misses) <= sum(e.size for e in entries)
+
+
+class _WhileGitWalks:
+    """What a pack does while git walks the tree (``select``'s ``meanwhile``): the lstat of
+    the tracked files, for ``inspect``, and loading the stat cache."""
+
+    def __init__(self, root: str, store: Store) -> None:
+        self.root = root
+        self.store = store
+        self.stats: dict[str, os.stat_result] = {}
+        self._cache: StatCache | None = None
+
+    def __call__(self, tracked: list[str]) -> None:
+        self._cache = StatCache.load(self.store.path, self.root)
+        for path in tracked:
+            try:
+                st = os.lstat(f"{self.root}/{path}")
+            except OSError:
+                continue  # inspect tries again, and tells why it fails
+            self.stats[path] = st
+
+    def cache(self) -> StatCache:
+        """The stat cache, loaded now if git gave no occasion (outside git)."""
+        if self._cache is None:
+            self._cache = StatCache.load(self.store.path, self.root)
+        return self._cache
+
+
+@dataclass
+class _Packing:
+    """One pack of the inspected ``entries`` into ``store``."""
+
+    store: Store
+    selection: Selection
+    settings: SelectionSettings
+    entries: list[Entry]
+    prefix: str
+    level: int
+    warnings: list[str]
+    cache: StatCache
+    archive_check: ArchiveCheck
+    environment_extra: Mapping[str, object]
+
+    def run(self) -> tuple[str, Stored, bool]:
+        """The id, the stored archive and whether this pack stored it."""
+        result = self._pack()
+        self._save_cache()
+        return result
+
+    def _pack(self) -> tuple[str, Stored, bool]:
+        digests, misses = self.cache.split(self.entries)
+        contents: dict[str, bytes] = {}
+        if misses:
+            stamp = self.store.clock_stamp()
+            if not _mostly_vouched(misses, self.entries):
+                return self._write(None, None, {}, stamp)
+            contents = _hash_first(misses, digests)
+            self.cache.record(self.entries, digests, stamp)
+            self._save_cache()
+        snapshot = snapshot_id(self.entries, digests, self.prefix)
+        stored = self._stored(snapshot)
+        if stored is not None:
+            return snapshot, stored, False
+        return self._write(snapshot, digests, contents, None)
+
+    def _save_cache(self) -> None:
+        # Not made durable: every version of the caches, even a stale one, only vouches
+        # for stats it saw with the content it hashed (damage makes it unreadable).
+        def write(path: Path, data: bytes) -> None:
+            self.store.write_atomic(path, data, durable=False)
+
+        self.cache.save(write)
+        self.archive_check.save(write)
+
+    def _stored(self, snapshot: str) -> Stored | None:
+        """The stored archive of ``snapshot`` (its mode narrowed to the files'), if it is
+        stored and intact; it is only read again when its stat changed since it was found
+        intact."""
+        keys = self.store.stat_keys(snapshot)
+        if keys is None:
+            return None
+        stored = self.archive_check.stored(snapshot, keys)
+        if stored is None:
+            stamp = self.store.clock_stamp()
+            record = self.store.load_record(snapshot)
+            if record is None:
+                return None
+            if not self.store.intact(snapshot, record):
+                self.warnings.append(
+                    f"the stored archive {self.store.archive_path(snapshot)} no longer matched "
+                    "its record (edited or damaged); it was made again from the tree"
+                )
+                self.store.discard(snapshot)
+                return None
+            stored = record["archive_sha256"], record["archive_bytes"]
+            self.archive_check.know(snapshot, keys, stored, stamp)
+        self.store.restrict(snapshot, copy_mode(self.entries))
+        return stored
+
+    def _write(
+        self,
+        snapshot: str | None,
+        digests: dict[str, str] | None,
+        contents: dict[str, bytes],
+        stamp: int | None,
+    ) -> tuple[str, Stored, bool]:
+        """Archive and store the snapshot.
+
+        With ``snapshot`` known, every file must still have its ``digests`` entry (the
+        ``contents`` already read come from memory). Without, every file is read, hashed
+        and compressed in one pass, the cache records what was read (``stamp``: see
+        ``StatCache``), and the id comes last: if it is stored after all, nothing is.
+        """
+        git = self._start_git()
+        tmp = self.store.temp_path(".tar.zst")
+        writer = ArchiveWriter(tmp, self.level, self.prefix)
         try:
-            writer.add_bytes(MANIFEST_NAME, dumps(manifest))
-            for entry in entries:
-                if entry.kind == LINK:
-                    writer.add_link(entry)
-                elif entry.path in contents:
-                    writer.add_read(entry, contents[entry.path])
-                elif writer.add_file(entry) != digests[entry.path]:
-                    # Same stat, other content: the cache vouched for an older version.
-                    # Forget it, so that trying again hashes everything afresh.
-                    cache.path.unlink(missing_ok=True)
-                    raise changed_error(entry.path)
-            archive_sha256, archive_bytes = writer.close()
-        except BaseException:
+            archived = self._archive(writer, digests, contents)
+            writer.close_members()
+            if snapshot is None:
+                assert stamp is not None
+                self.cache.record(self.entries, archived, stamp)
+                self._save_cache()
+                snapshot = snapshot_id(self.entries, archived, self.prefix)
+                stored = self._stored(snapshot)
+                if stored is not None:
+                    return snapshot, stored, False
+            manifest = build_manifest(
+                snapshot,
+                self.selection,
+                self.settings,
+                self.store.path,
+                self.entries,
+                archived,
+                tuple(self.warnings),
+                self.prefix,
+                git,
+                self.environment_extra,
+            )
+            archive_sha256, archive_bytes = writer.finish(manifest)
+            record = record_bytes(manifest, archive_sha256, archive_bytes)
+            earlier = self.store.commit(snapshot, tmp, record, copy_mode(self.entries))
+        finally:
             writer.abort()
-            raise
-        record = {**manifest, "archive_sha256": archive_sha256, "archive_bytes": archive_bytes}
-        earlier = store.commit(snapshot, tmp, dumps(record), copy_mode(entries))
-    finally:
-        tmp.unlink(missing_ok=True)
-    return (record, True) if earlier is None else (earlier, False)
+            tmp.unlink(missing_ok=True)
+            if git is not None:
+                git.wait()
+        if earlier is not None:
+            return snapshot, (earlier["archive_sha256"], earlier["archive_bytes"]), False
+        stored = archive_sha256, archive_bytes
+        keys = self.store.stat_keys(snapshot)
+        if keys is not None:
+            self.archive_check.know(snapshot, keys, stored, None)
+        return snapshot, stored, True
+
+    def _start_git(self) -> GitBatch | None:
+        if self.selection.discovery.mode != "git":
+            return None
+        rules = self.selection.rules
+        excludes = exclude_pathspecs(rules.folder_names, rules.excluded_dirs)
+        return start_git_record(self.selection.root, excludes, self.store.path)
+
+    def _archive(
+        self, writer: ArchiveWriter, expected: dict[str, str] | None, contents: dict[str, bytes]
+    ) -> dict[str, str]:
+        """Every entry into ``writer``; returns the sha256 of each file as archived."""
+        archived: dict[str, str] = {}
+        for entry in self.entries:
+            if entry.kind == LINK:
+                writer.add_link(entry)
+                continue
+            data = contents.get(entry.path)
+            if data is not None:
+                assert expected is not None
+                writer.add_read(entry, data)
+                archived[entry.path] = expected[entry.path]
+                continue
+            archived[entry.path] = writer.add_file(entry)
+            if expected is not None and archived[entry.path] != expected[entry.path]:
+                # Same stat, other content: the cache vouched for an older version.
+                # Forget it, so that trying again hashes everything afresh.
+                self.cache.forget()
+                raise changed_error(entry.path)
+        return archived
 
 
 def pack(
@@ -100,6 +237,7 @@ def pack(
     level: int = 3,
     *,
     allow_outside: bool = False,
+    environment_extra: Mapping[str, object] | None = None,
 ) -> PackResult:
     """Snapshot the code under ``root`` into ``store`` (created if missing).
 
@@ -108,6 +246,9 @@ def pack(
     ``allow_outside``: then it is packed as ``../``-relative content, and the archive stores
     the code root under ``PackResult.prefix`` (see ``entries.archive_prefix``). An id that
     is already stored is not written again, and an unchanged tree reads no file contents.
+    ``environment_extra`` (``programs``, ``conda_envs``: see ``record/environment.py``) goes
+    into the manifest's top level; it does not change the id, which depends on the files
+    only, so a snapshot already stored keeps the manifest, and this record, of its first pack.
     Every refusal is a SnapshotError.
     """
     if not os.path.isdir(root):
@@ -115,51 +256,43 @@ def pack(
     if not settings.max_size_mb > 0:
         raise SnapshotError(f"max_size_mb must be positive, not {settings.max_size_mb}")
     compression_options(level)  # refuse a bad level before any work
+    extra = environment_fields(environment_extra)
     real_root = os.path.realpath(root)
     the_store = Store(store)
     the_store.ensure()
-    selection = select(real_root, settings, explicit, the_store.path, allow_outside)
-    entries, skipped = inspect(selection)
-    warnings = (*selection.warnings, *skipped)
+    early = _WhileGitWalks(real_root, the_store)
+    selection = select(real_root, settings, explicit, the_store.path, allow_outside, early)
+    entries, skipped = inspect(selection, early.stats)
     check_size(entries, selection, settings)
-    prefix = archive_prefix(real_root, entries)
+    packing = _Packing(
+        store=the_store,
+        selection=selection,
+        settings=settings,
+        entries=entries,
+        prefix=archive_prefix(real_root, entries),
+        level=level,
+        warnings=[*selection.warnings, *skipped],
+        cache=early.cache(),
+        archive_check=ArchiveCheck.load(the_store.path, real_root),
+        environment_extra=extra,
+    )
     try:
-        digests, contents, cache = _digests(entries, the_store, real_root)
-        snapshot = snapshot_id(entries, digests, prefix)
-        record = the_store.load_record(snapshot)
-        if record is not None and not the_store.intact(snapshot, record):
-            warnings = (
-                *warnings,
-                f"the stored archive {the_store.archive_path(snapshot)} no longer matched its "
-                "record (edited or damaged); it was made again from the tree",
-            )
-            the_store.discard(snapshot)
-            record = None
-        created = False
-        if record is not None:
-            the_store.restrict(snapshot, copy_mode(entries))
-        else:
-            manifest = build_manifest(
-                snapshot, selection, settings, the_store.path, entries, digests, warnings, prefix
-            )
-            record, created = _write(
-                snapshot, the_store, level, prefix, entries, digests, contents, cache, manifest
-            )
+        snapshot, (archive_sha256, archive_bytes), created = packing.run()
     except OSError as e:
         raise SnapshotError(f"cannot write to the snapshot store {the_store.path}: {e}") from e
     return PackResult(
         id=snapshot,
         archive=the_store.archive_path(snapshot),
         manifest=the_store.record_path(snapshot),
-        archive_sha256=record["archive_sha256"],
+        archive_sha256=archive_sha256,
         files=len(entries),
         bytes=sum(e.size for e in entries),
-        archive_bytes=record["archive_bytes"],
+        archive_bytes=archive_bytes,
         created=created,
-        warnings=warnings,
+        warnings=tuple(packing.warnings),
         added_back=tuple(
             (e.path, e.size) for e in entries if selection.origin[e.path] == ADDED_BACK
         ),
         data_excluded=len(selection.data_excluded),
-        prefix=prefix,
+        prefix=packing.prefix,
     )

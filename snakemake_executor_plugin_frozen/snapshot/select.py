@@ -118,14 +118,20 @@ def _data_relative(root: str, data: Iterable[Path], folders: dict[str, str]) -> 
     return frozenset(found)
 
 
+def _lexists(path: str) -> bool:
+    # os.path.lexists, without an exception raised and caught per missing name: a pack
+    # asks this of every folder holding a selected file.
+    return os.access(path, os.F_OK, follow_symlinks=False)
+
+
 def _tagged_dirs(root: str, paths: Iterable[str]) -> list[str]:
     """Folders among the ancestors of ``paths`` that are environments or caches: holding a
     valid CACHEDIR.TAG, a ``pyvenv.cfg`` or ``conda-meta``."""
     return [
         f
         for f in sorted(ancestor_folders(paths))
-        if holds_cache_tag(os.path.join(root, f))
-        or any(os.path.lexists(os.path.join(root, f, marker)) for marker in ENV_MARKERS)
+        if any(_lexists(f"{root}/{f}/{marker}") for marker in ENV_MARKERS)
+        or holds_cache_tag(f"{root}/{f}")
     ]
 
 
@@ -191,14 +197,22 @@ def select(
     explicit: Iterable[os.PathLike | str],
     store: Path,
     allow_outside: bool = False,
+    meanwhile: Callable[[list[str]], None] | None = None,
 ) -> Selection:
-    """Apply the selection rules to the resolved code root ``root``."""
+    """Apply the selection rules to the resolved code root ``root``. ``meanwhile``: work
+    for the wait for git's walk of the tree, given the tracked files that are neither
+    hard-excluded nor data (see ``discover``)."""
     folders: dict[str, str] = {}
     frozenignore = _read_frozenignore(root)
     data = _data_relative(root, settings.data, folders)
     rules = _rules(root, settings, store, frozenignore, data)
     explicit_paths = [_explicit_relative(root, p, allow_outside, folders) for p in explicit]
-    found, warnings = discover(root, rules)
+
+    def tracked_known(tracked: list[str]) -> None:
+        assert meanwhile is not None
+        meanwhile([p for p in tracked if not rules.hard_excluded(p) and not rules.is_data(p)])
+
+    found, warnings = discover(root, rules, store, tracked_known if meanwhile else None)
 
     included, _ = _split(rules.hard_excluded, found.included)
     added_back, _ = _split(rules.hard_excluded, filter(rules.is_code, found.ignored))

@@ -10,12 +10,15 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .model import SnapshotError
+
+if TYPE_CHECKING:
+    from .entries import StatKey
 
 # The cache directory tag convention (tar --exclude-caches, borg, restic): the store writes
 # one and the selection skips every folder that holds one.
@@ -30,7 +33,9 @@ _TAG_TEXT = CACHEDIR_SIGNATURE + (
 def holds_cache_tag(folder: str) -> bool:
     """``folder`` holds a CACHEDIR.TAG that starts with the signature (else it is no tag)."""
     tag = os.path.join(folder, CACHEDIR_TAG)
-    if not os.path.isfile(tag):  # a pipe of that name would block the open
+    # access() first: most folders hold none, and isfile() raises and catches for them.
+    # isfile(): a pipe of that name would block the open.
+    if not os.access(tag, os.F_OK) or not os.path.isfile(tag):
         return False
     with open(tag, "rb") as f:
         return f.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
@@ -69,10 +74,14 @@ class Store:
         return record
 
     def temp_path(self, suffix: str) -> Path:
-        return self.path / f".tmp-{os.getpid()}-{secrets.token_hex(6)}{suffix}"
+        return self.path / f".tmp-{os.getpid()}-{os.urandom(6).hex()}{suffix}"
 
-    def write_atomic(self, path: Path, data: bytes, mode: int = 0o600) -> None:
-        """Write ``path`` through a temporary file; ``mode`` exactly, whatever the umask."""
+    def write_atomic(
+        self, path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True
+    ) -> None:
+        """Write ``path`` through a temporary file; ``mode`` exactly, whatever the umask.
+        ``durable``: on disk before it replaces ``path`` (not needed for a cache whose loss
+        or damage only costs reading the files again)."""
         tmp = self.temp_path(path.suffix)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -80,10 +89,24 @@ class Store:
                 f.write(data)
                 f.flush()
                 os.fchmod(f.fileno(), mode)
-                os.fsync(f.fileno())
+                if durable:
+                    os.fsync(f.fileno())
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def stat_keys(self, snapshot_id: str) -> tuple[StatKey, StatKey] | None:
+        """The stat keys of the archive and the record of ``snapshot_id``; None if either
+        is missing."""
+        from .entries import stat_key  # the entries need the store (see intact)
+
+        try:
+            return (
+                stat_key(os.stat(self.archive_path(snapshot_id))),
+                stat_key(os.stat(self.record_path(snapshot_id))),
+            )
+        except FileNotFoundError:
+            return None
 
     def intact(self, snapshot_id: str, record: dict) -> bool:
         """The stored archive still has the sha256 its record names (an in-place edit of a

@@ -1,0 +1,158 @@
+"""``diff``: what differs between two snapshots (or a snapshot and the live tree): files
+added, removed and changed (content by sha256, mode, type, link target), the recorded
+environment, and with ``patch`` a unified diff of the changed text files."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from snakemake_executor_plugin_frozen.snapshot import SnapshotError, extract
+
+from . import environment
+from .errors import RecordError
+from .snapshots import Snapshot
+
+_COMPARED = ("type", "mode", "sha256", "target")
+_CHANGE_NAMES = {"type": "type", "mode": "mode", "sha256": "content", "target": "target"}
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    changes: list[str]  # "content", "mode", "type", "target"
+    a: dict
+    b: dict
+
+
+@dataclass
+class Difference:
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[FileChange] = field(default_factory=list)
+    environment: list[environment.Change] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return not (self.added or self.removed or self.changed or self.environment)
+
+
+def _described(f: dict) -> dict:
+    return {k: f[k] for k in ("type", "mode", "size", "sha256", "target") if k in f}
+
+
+def compare(a: Snapshot, b: Snapshot) -> Difference:
+    left, right = a.files(), b.files()
+    difference = Difference(
+        added=sorted(right.keys() - left.keys()),
+        removed=sorted(left.keys() - right.keys()),
+        environment=environment.compare(a.manifest, b.manifest),
+    )
+    for path in sorted(left.keys() & right.keys()):
+        changes = [_CHANGE_NAMES[k] for k in _COMPARED if left[path].get(k) != right[path].get(k)]
+        if changes:
+            difference.changed.append(
+                FileChange(path, changes, _described(left[path]), _described(right[path]))
+            )
+    return difference
+
+
+class _Extracted:
+    """A snapshot's files, extracted once into a temporary folder when first read."""
+
+    def __init__(self, snapshot: Snapshot, scratch: Path) -> None:
+        self.snapshot = snapshot
+        self.dest = scratch / snapshot.id
+        self.ready = False
+
+    def read(self, path: str) -> bytes:
+        if not self.ready:
+            archive = self.snapshot.require_archive()
+            try:
+                extract(archive, self.dest, self.snapshot.archive_sha256)
+            except SnapshotError as e:
+                raise RecordError(str(e)) from e
+            self.ready = True
+        data = (self.dest / self.snapshot.member_name(path)).read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.snapshot.files()[path].get("sha256"):
+            raise RecordError(f"{path} of {self.snapshot.origin} is not what its manifest records")
+        return data
+
+
+def _text_lines(data: bytes) -> list[str] | None:
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode("utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        return None
+
+
+def _file_patch(path: str, old: bytes, new: bytes) -> str:
+    old_lines, new_lines = _text_lines(old), _text_lines(new)
+    if old_lines is None or new_lines is None:
+        return f"Binary files a/{path} and b/{path} differ\n"
+    lines = difflib.unified_diff(old_lines, new_lines, f"a/{path}", f"b/{path}")
+    # A last line without its line break would run into the next header.
+    return "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+    )
+
+
+def patch(a: Snapshot, b: Snapshot, difference: Difference) -> str:
+    """The unified diff of every changed pair of regular files whose content differs."""
+    with tempfile.TemporaryDirectory(prefix="snakemake-frozen-diff-") as scratch:
+        left, right = _Extracted(a, Path(scratch) / "a"), _Extracted(b, Path(scratch) / "b")
+        parts = [
+            _file_patch(change.path, left.read(change.path), right.read(change.path))
+            for change in difference.changed
+            if "content" in change.changes
+            and change.a.get("type") == change.b.get("type") == "file"
+        ]
+    return "".join(parts)
+
+
+def as_json(labels: tuple[dict, dict], difference: Difference, patch_text: str | None) -> dict:
+    out = {
+        "a": labels[0],
+        "b": labels[1],
+        "identical": difference.identical,
+        "added": difference.added,
+        "removed": difference.removed,
+        "changed": [asdict(c) for c in difference.changed],
+        "environment": [asdict(c) for c in difference.environment],
+    }
+    if patch_text is not None:
+        out["patch"] = patch_text
+    return out
+
+
+def _change_detail(change: FileChange) -> str:
+    details = []
+    if "mode" in change.changes:
+        details.append(f"mode {change.a.get('mode')} -> {change.b.get('mode')}")
+    if "type" in change.changes:
+        details.append(f"{change.a.get('type')} -> {change.b.get('type')}")
+    if "target" in change.changes and "type" not in change.changes:
+        details.append(f"link {change.a.get('target')} -> {change.b.get('target')}")
+    return f" ({', '.join(details)})" if details else ""
+
+
+def as_text(labels: tuple[str, str], difference: Difference) -> str:
+    """git's --name-status letters: A added, D removed, M changed, T type changed."""
+    if difference.identical:
+        return ""
+    lines = [f"--- a {labels[0]}", f"+++ b {labels[1]}"]
+    lines += [f"A  {path}" for path in difference.added]
+    lines += [f"D  {path}" for path in difference.removed]
+    for change in difference.changed:
+        letter = "T" if "type" in change.changes else "M"
+        lines.append(f"{letter}  {change.path}{_change_detail(change)}")
+    for change in difference.environment:
+        lines.append(
+            f"E  {change.what} {change.name}: {change.a or '(none)'} -> {change.b or '(none)'}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,360 @@
+"""``gc``: remove what old runs left behind, never what a pending or running job needs.
+
+What is removed: snapshots (the store's archive and record, and their rule-log copies
+``<logdir>/<rule folder>/code-<id12>.*``), and of finished runs their SLURM logs (named in
+the journal), batch scripts (``job-<run8>-*.sh``, ``array-<run8>-*.sh``), their
+``.ended/<run>`` folder and their journal records; folders left empty in the log folder;
+store temporaries of packs that died more than a day ago. Logs of runs the journal does not
+know (from before it existed) are left alone.
+
+The policy, judged by *last use*: a run's is its latest journal record; a snapshot's the
+latest last use of a run that used it, else when it was created.
+
+- ``keep_last`` N: the N most recently used snapshots are kept, and so is everything used
+  since the N-th of them was last used (0: none is kept for this reason).
+- ``older_than_days`` D: what was last used more than D days ago is removed.
+- Both: only what is beyond both is removed. Neither: nothing is.
+- Always kept: every run with a job SLURM lists as pending (held jobs too) or running, or
+  whose unfinished jobs SLURM cannot be asked about (SLURM unreachable, local jobs); runs
+  whose last record is younger than GRACE (a run between two batches of jobs, whose every
+  job has ended for the moment); snapshots created within GRACE (a run packing right now);
+  and every snapshot a kept run used. The store's stat cache is left as it is: a snapshot
+  it remembers that is gone only costs the next pack a lookup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from snakemake_executor_plugin_frozen import journal
+
+from .activity import Activity, RunState, survey
+from .errors import RecordError
+from .history import History, Run
+from .ids import SHORT
+from .layout import Layout
+from .snapshots import RECORD_SUFFIX, SnapshotStore
+from .table import parse_time, size
+
+GRACE = 600.0  # seconds
+STALE_TEMPORARY = 86400.0  # seconds: a pack takes minutes, never a day
+_SCRIPT = re.compile(r"^(?:job|array)-([0-9a-f]{8})-\d+\.sh$")
+_COPY = re.compile(r"^code-([0-9a-f]{12})\.(?:tar\.zst|json)$")
+RUN_TAG = 8  # characters of the run id in batch script names
+
+
+@dataclass
+class GcReport:
+    dry_run: bool
+    keep_last: int | None
+    older_than_days: float | None
+    snapshots: list[str] = field(default_factory=list)  # removed (or, dry run, to remove)
+    runs: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    bytes: int = 0  # freed: of files whose every hard link is removed
+    journal_lines: int = 0
+    kept_for_jobs: dict[str, str] = field(default_factory=dict)  # run -> why
+    slurm: str = "not needed"
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Use:
+    last: float  # the last use of a run of it, else its creation
+    created: float | None  # None: not in the store (rule-log copies only)
+    copies: list[Path]
+
+
+@dataclass
+class _Files:
+    """What the log folder holds, by owner: batch scripts by run tag, copies by short id."""
+
+    scripts: dict[str, list[Path]] = field(default_factory=dict)
+    copies: dict[str, list[Path]] = field(default_factory=dict)
+
+    @classmethod
+    def scan(cls, logdir: Path) -> _Files:
+        found = cls()
+        for folder, _, names in os.walk(logdir):
+            for name in names:
+                if match := _SCRIPT.match(name):
+                    found.scripts.setdefault(match[1], []).append(Path(folder, name))
+                elif Path(folder).parent == logdir and (match := _COPY.match(name)):
+                    found.copies.setdefault(match[1], []).append(Path(folder, name))
+        return found
+
+
+def _copy_id(paths: list[Path]) -> str | None:
+    """The full id a rule-log copy names in its record (None if unreadable)."""
+    for path in paths:
+        if path.name.endswith(RECORD_SUFFIX):
+            try:
+                return json.loads(path.read_bytes())["id"]
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+    return None
+
+
+def _cutoff(uses: dict[str, float], keep_last: int | None, older_than_days: float | None) -> float:
+    """The time before which a last use is beyond the policy (-inf: nothing is)."""
+    cutoffs = []
+    if keep_last is not None:
+        ranked = sorted(uses.values(), reverse=True)
+        if keep_last == 0:
+            cutoffs.append(float("inf"))
+        else:
+            cutoffs.append(ranked[keep_last - 1] if len(ranked) >= keep_last else float("-inf"))
+    if older_than_days is not None:
+        cutoffs.append(time.time() - older_than_days * 86400)
+    return min(cutoffs) if cutoffs else float("-inf")
+
+
+def _why_kept(state: RunState) -> str:
+    if state.unknown:
+        return f"{state.unknown} unfinished job(s) SLURM could not be asked about"
+    return f"{state.pending} pending, {state.running} running"
+
+
+class _Plan:
+    def __init__(self, layout: Layout, report: GcReport) -> None:
+        self.layout = layout
+        self.report = report
+        self.store = SnapshotStore(layout.store)
+        self.history = History.read(layout.journal)
+        self.files = _Files.scan(layout.logdir) if layout.logdir.is_dir() else _Files()
+        self.now = time.time()
+
+    def snapshot_uses(self) -> dict[str, _Use]:
+        """Every snapshot with files to remove (in the store, or rule-log copies only)."""
+        usage = self.history.by_snapshot()
+        created = {snapshot_id: self.created(snapshot_id) for snapshot_id in self.store.ids()}
+        known = created.keys() | usage.keys()
+        copies: dict[str, list[Path]] = {}
+        for short, paths in self.files.copies.items():
+            matches = [i for i in known if i.startswith(short)]
+            full = matches[0] if len(matches) == 1 else _copy_id(paths)
+            if full is None or not full.startswith(short):
+                self.report.notes.append(f"left alone: rule-log copies {short} of unknown id")
+                continue
+            copies.setdefault(full, []).extend(paths)
+        uses = {}
+        for snapshot_id in created.keys() | copies.keys():
+            runs = usage.get(snapshot_id, [])
+            made = created.get(snapshot_id)
+            last = max(run.last for run in runs) if runs else (made or 0.0)
+            uses[snapshot_id] = _Use(last, made, copies.get(snapshot_id, []))
+        return uses
+
+    def created(self, snapshot_id: str) -> float:
+        """When a stored snapshot was made: its manifest's time, else its record's mtime."""
+        try:
+            moment = parse_time(self.store.load(snapshot_id).manifest.get("created"))
+        except RecordError:
+            moment = None
+        if moment is None:
+            try:
+                return self.store.files.record_path(snapshot_id).stat().st_mtime
+            except OSError:
+                return self.now
+        return moment
+
+    def kept_runs(self, activity: Activity, cutoff: float) -> set[str]:
+        kept = set()
+        for run in self.history.runs.values():
+            state = activity.of(run.id)
+            if state.active:
+                kept.add(run.id)
+                self.report.kept_for_jobs[run.id] = _why_kept(state)
+            elif run.last >= cutoff:
+                kept.add(run.id)
+            elif run.last > self.now - GRACE:
+                kept.add(run.id)
+                self.report.notes.append(
+                    f"kept run {run.id}: it recorded something in the last {GRACE / 60:g} "
+                    "minutes, so it may still be going"
+                )
+        return kept
+
+    def run_files(self, run: Run, kept_tags: set[str]) -> list[Path]:
+        paths = [Path(job.record["log"]) for job in run.jobs if job.record.get("log")]
+        tag = run.id[:RUN_TAG]
+        if tag not in kept_tags:  # a kept run with the same tag keeps the scripts
+            paths += self.files.scripts.get(tag, [])
+        return paths
+
+
+def _inode_bytes(paths: list[Path]) -> int:
+    """Bytes freed by removing ``paths``: of each file whose every hard link is among them."""
+    links: dict[tuple[int, int], list[os.stat_result]] = {}
+    for path in paths:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        links.setdefault((st.st_dev, st.st_ino), []).append(st)
+    return sum(sts[0].st_size for sts in links.values() if len(sts) >= sts[0].st_nlink)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _prune_empty(folders: set[Path], logdir: Path) -> None:
+    """Remove the folders left empty under ``logdir`` (deepest first; not logdir itself)."""
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        while folder != logdir and folder.is_relative_to(logdir):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
+
+
+def _stale_temporaries(store: Path, now: float) -> list[Path]:
+    try:
+        names = os.listdir(store)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if name.startswith(".tmp-"):
+            with_path = store / name
+            try:
+                if now - with_path.lstat().st_mtime > STALE_TEMPORARY:
+                    found.append(with_path)
+            except FileNotFoundError:
+                continue
+    return found
+
+
+@dataclass
+class _Removal:
+    snapshots: list[str]
+    runs: list[str]
+    store_files: list[Path]  # removed through the store, under its lock
+    other_files: list[Path]  # rule-log copies, runs' files, stale temporaries
+
+
+def _decide(
+    plan: _Plan, activity: Activity, keep_last: int | None, older: float | None
+) -> _Removal:
+    uses = plan.snapshot_uses()
+    cutoff = _cutoff({s: use.last for s, use in uses.items()}, keep_last, older)
+    kept = plan.kept_runs(activity, cutoff)
+    needed = {s for run_id in kept for s in plan.history.runs[run_id].snapshots}
+    beyond = {s for s, use in uses.items() if use.last < cutoff and s not in needed}
+    young = {s for s in beyond if (uses[s].created or 0.0) > plan.now - GRACE}
+    if young:
+        plan.report.notes.append(
+            f"kept {len(young)} snapshot(s) made in the last {GRACE / 60:g} minutes: a run "
+            "may be starting with them"
+        )
+    snapshots = sorted(beyond - young)
+    runs = [r for r in plan.history.runs if r not in kept]
+    kept_tags = {run_id[:RUN_TAG] for run_id in kept}
+    ended = plan.layout.logdir / ".ended"
+    other = [p for s in snapshots for p in uses[s].copies]
+    other += [p for r in runs for p in plan.run_files(plan.history.runs[r], kept_tags)]
+    other += [ended / r for r in runs]
+    other += _stale_temporaries(plan.layout.store, plan.now)
+    stored = [
+        p
+        for s in snapshots
+        for p in (plan.store.files.record_path(s), plan.store.files.archive_path(s))
+    ]
+    return _Removal(
+        snapshots,
+        runs,
+        [p for p in stored if os.path.lexists(p)],
+        [p for p in other if os.path.lexists(p)],
+    )
+
+
+def _remove(plan: _Plan, removal: _Removal) -> int:
+    """Remove what ``removal`` names; returns the journal lines dropped."""
+    for snapshot_id in removal.snapshots:
+        plan.store.files.discard(snapshot_id)  # under the store's lock, record first
+    for path in removal.other_files:
+        _unlink(path)
+    _prune_empty({p.parent for p in removal.other_files}, plan.layout.logdir)
+    gone = set(removal.runs)
+    return journal.rewrite(plan.layout.journal, lambda record: record["run"] not in gone)
+
+
+def collect(
+    workdir: Path,
+    logdir: Path,
+    keep_last: int | None,
+    older_than_days: float | None,
+    dry_run: bool,
+) -> GcReport:
+    """Remove (``dry_run``: only tell) what the policy (module docstring) does not keep.
+    ``logdir``: relative to ``workdir`` unless absolute. Never raises for SLURM trouble
+    (then the runs with unfinished jobs are kept, and a note says so)."""
+    if keep_last is not None and keep_last < 0:
+        raise RecordError(f"--keep-last must be 0 or more, not {keep_last}")
+    if older_than_days is not None and not older_than_days >= 0:
+        raise RecordError(f"--older-than must be 0 days or more, not {older_than_days}")
+    report = GcReport(dry_run, keep_last, older_than_days)
+    if keep_last is None and older_than_days is None:
+        return report
+    plan = _Plan(Layout.of(workdir, logdir), report)
+    activity = survey(plan.history)
+    report.slurm = activity.slurm
+    unknown = [run for run, state in activity.runs.items() if state.unknown]
+    if unknown:
+        asked = activity.slurm in ("asked", "not needed")
+        why = "jobs ran without SLURM" if asked else activity.slurm
+        report.notes.append(
+            f"the state of unfinished jobs of {len(unknown)} run(s) is unknown ({why}): "
+            "everything they use is kept"
+        )
+    removal = _decide(plan, activity, keep_last, older_than_days)
+    every = [*removal.store_files, *removal.other_files]
+    report.snapshots, report.runs = removal.snapshots, removal.runs
+    report.files = [str(p) for p in every]
+    report.bytes = _inode_bytes(every)
+    if not dry_run:
+        report.journal_lines = _remove(plan, removal)
+    return report
+
+
+def as_json(report: GcReport) -> dict:
+    return {
+        "dry_run": report.dry_run,
+        "keep_last": report.keep_last,
+        "older_than_days": report.older_than_days,
+        "snapshots": report.snapshots,
+        "runs": report.runs,
+        "files": len(report.files),
+        "paths": report.files,
+        "bytes": report.bytes,
+        "journal_lines": report.journal_lines,
+        "kept_for_jobs": report.kept_for_jobs,
+        "slurm": report.slurm,
+        "notes": report.notes,
+    }
+
+
+def as_text(report: GcReport) -> str:
+    lines = [f"note: {note}" for note in report.notes]
+    lines += [f"kept run {run}: {why}" for run, why in report.kept_for_jobs.items()]
+    verb = "would remove" if report.dry_run else "removed"
+    lines += [f"{verb} snapshot {s[:SHORT]}" for s in report.snapshots]
+    lines.append(
+        f"{verb} {len(report.snapshots)} snapshot(s), {len(report.runs)} run(s): "
+        f"{len(report.files)} file(s), {size(report.bytes)} freed"
+        + ("" if report.dry_run else f", {report.journal_lines} journal line(s)")
+    )
+    return "\n".join(lines)

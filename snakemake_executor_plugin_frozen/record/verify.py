@@ -1,0 +1,206 @@
+"""``verify``: stored archives against their recorded sha256 and manifests (every file's
+sha256, mode and type inside), and the rule-log copies against the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from snakemake_executor_plugin_frozen.snapshot.archive import MANIFEST_NAME
+
+from .errors import RecordError
+from .ids import SHORT
+from .layout import Layout
+from .members import Member, decode_error, members
+from .snapshots import ARCHIVE_SUFFIX, RECORD_SUFFIX, Snapshot, SnapshotStore, sha256_of
+
+# Added by the store to its record of the archive's manifest: not in the archive's copy.
+STORE_ONLY_KEYS = ("archive_sha256", "archive_bytes")
+COPY_PREFIX = "code-"
+
+
+@dataclass(frozen=True)
+class Damage:
+    id: str
+    path: str
+    problem: str
+
+
+@dataclass
+class Report:
+    snapshots: int = 0
+    copies: int = 0
+    damaged: list[Damage] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged
+
+
+class _Hashes:
+    """sha256 by inode: a rule-log copy hard-linked to the store is read once."""
+
+    def __init__(self) -> None:
+        self.known: dict[tuple[int, int, int, int], str] = {}
+
+    def of(self, path: Path) -> str:
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if key not in self.known:
+            self.known[key] = sha256_of(path)
+        return self.known[key]
+
+
+def _member_problems(snapshot: Snapshot, archive: Path) -> Iterator[str]:
+    """What in the archive's members differs from the manifest."""
+    expected = {snapshot.member_name(p): f for p, f in snapshot.files().items()}
+    seen: set[str] = set()
+    for member in members(archive, frozenset({MANIFEST_NAME})):
+        if member.name == MANIFEST_NAME:
+            try:
+                inner = json.loads(member.content or b"null")
+            except ValueError:
+                yield "its manifest is not valid JSON"
+                continue
+            outer = {k: v for k, v in snapshot.manifest.items() if k not in STORE_ONLY_KEYS}
+            if inner != outer:
+                yield "its manifest differs from the store's record"
+            continue
+        name = posixpath.normpath(member.name)
+        entry = expected.get(name)
+        if entry is None:
+            if member.type != "folder":
+                yield f"holds {member.name}, which the manifest does not list"
+            continue
+        seen.add(name)
+        yield from _entry_problems(entry, member)
+    for name in sorted(expected.keys() - seen):
+        yield f"lacks {expected[name]['path']}, which the manifest lists"
+
+
+def _entry_problems(entry: dict, member: Member) -> Iterator[str]:
+    path = entry["path"]
+    if member.type != entry.get("type"):
+        yield f"{path} is a {member.type} in the archive, a {entry.get('type')} in the manifest"
+    elif member.type == "link":
+        if member.target != entry.get("target"):
+            yield f"{path} links to {member.target}, the manifest says {entry.get('target')}"
+    else:
+        if f"{member.mode & 0o7777:o}" != entry.get("mode"):
+            yield f"{path} has mode {member.mode & 0o7777:o}, the manifest says {entry.get('mode')}"
+        if member.sha256 != entry.get("sha256"):
+            yield f"{path} does not have the sha256 the manifest records"
+
+
+class Verifier:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.store = SnapshotStore(layout.store)
+        self.hashes = _Hashes()
+        self.report = Report()
+        self.intact: dict[str, bool] = {}
+
+    def damaged(self, snapshot_id: str, path: Path, problem: str) -> None:
+        self.report.damaged.append(Damage(snapshot_id, str(path), problem))
+
+    def snapshot(self, snapshot_id: str) -> None:
+        self.report.snapshots += 1
+        damage_before = len(self.report.damaged)
+        try:
+            snapshot = self.store.load(snapshot_id)
+        except RecordError as e:
+            self.damaged(snapshot_id, self.store.files.record_path(snapshot_id), str(e))
+            self.intact[snapshot_id] = False
+            return
+        archive = snapshot.require_archive()
+        if snapshot.manifest.get("id") != snapshot_id:
+            self.damaged(snapshot_id, archive, "its record names another id")
+        if archive.stat().st_size != snapshot.manifest.get("archive_bytes"):
+            self.damaged(snapshot_id, archive, "its size is not the recorded one")
+        if self.hashes.of(archive) != snapshot.archive_sha256:
+            self.damaged(snapshot_id, archive, "its sha256 is not the recorded one")
+        try:
+            for problem in _member_problems(snapshot, archive):
+                self.damaged(snapshot_id, archive, problem)
+        except decode_error() as e:
+            self.damaged(snapshot_id, archive, f"cannot be read as a snapshot archive: {e}")
+        self.intact[snapshot_id] = len(self.report.damaged) == damage_before
+
+    def copies(self, wanted: set[str] | None) -> None:
+        """The rule-log copies (``<logdir>/<rule folder>/code-<id12>.tar.zst`` and .json) of
+        the ``wanted`` ids (None: all)."""
+        ids = self.store.ids()
+        for copy in sorted(self.layout.logdir.glob(f"*/{COPY_PREFIX}*{ARCHIVE_SUFFIX}")):
+            short = copy.name.removeprefix(COPY_PREFIX).removesuffix(ARCHIVE_SUFFIX)
+            matches = [i for i in ids if i.startswith(short)]
+            if wanted is not None and not set(matches) & wanted:
+                continue
+            self.report.copies += 1
+            if len(matches) == 1:
+                self._copy_against_store(copy, matches[0])
+            else:
+                self._orphan_copy(copy, short)
+
+    def _copy_against_store(self, copy: Path, snapshot_id: str) -> None:
+        record = copy.with_name(copy.name.removesuffix(ARCHIVE_SUFFIX) + RECORD_SUFFIX)
+        stored = self.store.load(snapshot_id)
+        if self.hashes.of(copy) != stored.archive_sha256:
+            self.damaged(snapshot_id, copy, "its sha256 is not the stored archive's")
+        elif not self.intact.get(snapshot_id, True):
+            self.damaged(snapshot_id, copy, "it is the damaged stored archive (a hard link)")
+        try:
+            same_record = (
+                record.read_bytes() == self.store.files.record_path(snapshot_id).read_bytes()
+            )
+        except FileNotFoundError:
+            self.damaged(snapshot_id, record, "the manifest beside the rule-log copy is missing")
+            return
+        if not same_record:
+            self.damaged(snapshot_id, record, "it differs from the store's record")
+
+    def _orphan_copy(self, copy: Path, short: str) -> None:
+        """A copy of a snapshot the store no longer holds: checked against its own record."""
+        self.report.notes.append(f"{copy}: snapshot {short} is not in the store; checked alone")
+        record = copy.with_name(copy.name.removesuffix(ARCHIVE_SUFFIX) + RECORD_SUFFIX)
+        try:
+            expected = json.loads(record.read_bytes()).get("archive_sha256")
+        except (OSError, ValueError, AttributeError):
+            self.damaged(short, record, "the manifest beside the rule-log copy is unreadable")
+            return
+        if self.hashes.of(copy) != expected:
+            self.damaged(short, copy, "its sha256 is not the one its manifest records")
+
+
+def verify(layout: Layout, references: list[str]) -> Report:
+    verifier = Verifier(layout)
+    store = verifier.store
+    ids = sorted({store.resolve(r) for r in references}) if references else store.ids()
+    for snapshot_id in ids:
+        verifier.snapshot(snapshot_id)
+    verifier.copies(set(ids) if references else None)
+    return verifier.report
+
+
+def as_json(report: Report) -> dict:
+    return {
+        "ok": report.ok,
+        "snapshots": report.snapshots,
+        "copies": report.copies,
+        "damaged": [asdict(d) for d in report.damaged],
+        "notes": report.notes,
+    }
+
+
+def as_text(report: Report) -> str:
+    lines = [f"note: {note}" for note in report.notes]
+    lines += [f"DAMAGED {d.id[:SHORT]} {d.path}: {d.problem}" for d in report.damaged]
+    state = "all intact" if report.ok else f"{len(report.damaged)} problem(s)"
+    lines.append(
+        f"verified {report.snapshots} snapshot(s) and {report.copies} rule-log copy(ies): {state}"
+    )
+    return "\n".join(lines)
