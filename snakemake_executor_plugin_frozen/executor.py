@@ -439,6 +439,7 @@ class Executor(RemoteExecutor):
                 command,
                 self.frozen_entry(archive) if archive else None,
                 ended=self.ended_dir,
+                single_rule=not job.is_group(),
             )
             write_executable(script, text)
         except OSError as e:

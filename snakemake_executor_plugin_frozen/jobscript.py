@@ -61,11 +61,13 @@ def render(
     *,
     python: str = sys.executable,
     ended: Path | None = None,
+    single_rule: bool = False,
 ) -> str:
     """The batch script; `python` runs the node helper's `run` (the interpreter Snakemake
     runs under, as for `FrozenEntry.python`). With `ended`, a file named after the job
     (`<id>`, an array task `<arrayid>_<task>`) appears there once its command is over: a hint
-    for the executor to ask SLURM now rather than at its next poll."""
+    for the executor to ask SLURM now rather than at its next poll. `single_rule`: the job
+    is no group (see `node.WILL_EXIT`)."""
     lines = [
         "#!/bin/bash",
         f"# snakemake-executor-plugin-frozen: {visible(description)}",
@@ -77,7 +79,11 @@ def render(
     ]
     if entry is not None:
         lines += _frozen_lines(entry)
-    run = join([python, "-P", "-m", "snakemake_executor_plugin_frozen.node", "run", "--"])
+    run = join(
+        [python, "-P", "-m", "snakemake_executor_plugin_frozen.node", "run"]
+        + (["--single-rule"] if single_rule else [])
+        + ["--"]
+    )
     if ended is None:
         lines.append(f'{run} "$BASH" "$0" {JOB_MODE}')
     else:

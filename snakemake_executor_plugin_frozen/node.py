@@ -910,6 +910,12 @@ def _lock_if_free(base: int, snapshot_id: str) -> int | None:
 # the jobs it still runs, and once that wait is over (snakemake/scheduling/job_scheduler.py).
 SHUTTING_DOWN = b"Shutting down, this might take some time."
 SHUT_DOWN = b"Exiting because a job execution failed."
+# When a `run:` block raises SystemExit (sys.exit), the thread running it dies (Python logs
+# "Exception in worker") or the scheduler logs that it will exit; the job never counts as
+# finished and Snakemake 9 waits for ever. In a job of one rule nothing else runs after
+# either line; a group job's other rules may run on: not for them.
+WILL_EXIT = b"Will exit after finishing currently running jobs (scheduler)."
+WORKER_DIED = b"Exception in worker"
 _PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _POLL_SECONDS = 0.2
@@ -1024,10 +1030,11 @@ class ShutdownWatch:
     """Follows the job's log, this process's stderr when that is a file (as in a SLURM job),
     for Snakemake's shutdown lines, from where the log ended when the job started."""
 
-    def __init__(self) -> None:
+    def __init__(self, single_rule: bool = False) -> None:
         self.log: int | None = None
         self.tail = b""
-        self.since: float | None = None  # when SHUTTING_DOWN was seen
+        self.markers = (SHUTTING_DOWN, WILL_EXIT, WORKER_DIED) if single_rule else (SHUTTING_DOWN,)
+        self.since: float | None = None  # when a marker was seen
         self.over = False  # SHUT_DOWN was seen after it
         try:
             log = os.open("/proc/self/fd/2", os.O_RDONLY | os.O_CLOEXEC)  # a reader of its own
@@ -1042,11 +1049,11 @@ class ShutdownWatch:
     def read(self, now: float) -> None:
         while self.log is not None and not self.over and (chunk := os.read(self.log, 1 << 20)):
             text = self.tail + chunk
-            if self.since is None and SHUTTING_DOWN in text:
+            if self.since is None and any(marker in text for marker in self.markers):
                 self.since = now
             if self.since is not None and SHUT_DOWN in text:
                 self.over = True
-            self.tail = text[-len(SHUTTING_DOWN) :]
+            self.tail = text[-len(WILL_EXIT) :]
 
     def stuck(self, now: float, grace: float) -> bool:
         return self.since is not None and not self.over and now - self.since > grace
@@ -1081,13 +1088,13 @@ def become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def run(command: Sequence[str], grace: float) -> int:
+def run(command: Sequence[str], grace: float, single_rule: bool = False) -> int:
     """Run the job's command in a process group of its own and end it when it is stuck:
     `grace` seconds after its Snakemake announced a shutdown it never finishes, or after a
     termination signal; then end whatever processes of the job are left. The command's exit
     status, 1 if it had to be ended after its Snakemake's shutdown."""
     become_subreaper()
-    watch = ShutdownWatch()
+    watch = ShutdownWatch(single_rule)
     # SIGCHLD stays blocked, to be waited for; the others until they can be passed on.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, *_FORWARDED})
     job = os.posix_spawnp(
@@ -1111,9 +1118,9 @@ def run(command: Sequence[str], grace: float) -> int:
         if watch.stuck(now, grace):
             hung_after_failure = True
             stuck = (
-                f"the job's Snakemake logged {SHUTTING_DOWN.decode()!r} {grace:g} s ago and "
-                "still waits for a process that does not end (such as a pipe() consumer "
-                "whose producer failed)"
+                f"the job's Snakemake announced its shutdown after a failure {grace:g} s ago "
+                "and still waits for something that does not end (such as a pipe() consumer "
+                "whose producer failed, or a run: block that called sys.exit)"
             )
         elif signals.since is not None and now - signals.since > grace:
             stuck = f"the job did not end within {grace:g} s of a termination signal"
@@ -1288,11 +1295,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds the job gets to end by itself after its Snakemake announced its "
         "shutdown, or after a termination signal",
     )
+    run_parser.add_argument(
+        "--single-rule",
+        action="store_true",
+        help="the job runs one rule (no group): also end it when it hangs after logging "
+        "that it will exit after its running jobs",
+    )
     run_parser.add_argument("job_command", nargs="+", help="after --: the program and its args")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            return run(args.job_command, args.grace)
+            return run(args.job_command, args.grace, args.single_rule)
         if args.command == "enter":
             for name, value in enter(args, os.environ).items():
                 print(f"export {name}={shlex.quote(value)}")

@@ -212,3 +212,18 @@ def test_a_node_failing_under_a_job_is_its_error_and_later_jobs_avoid_it(tmp_pat
         ["scontrol", "show", "job", later[0]], capture_output=True, text=True
     ).stdout
     assert f"ExcNodeList={node}" in shown, shown
+
+
+@pytest.mark.slurm
+def test_a_run_block_calling_sys_exit_ends_its_job(tmp_path: Path):
+    """Snakemake's thread dies with SystemExit and the job's Snakemake would wait for ever:
+    the job ends failed within seconds, not at its time limit."""
+    workdir = copy_workflow(tmp_path)
+    started = time.monotonic()
+    result = run_snakemake(
+        workdir, *EXECUTOR, "--config", "count=1", "fail=0", "how=exit", check=False
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "ended FAILED (exit 1:0)" in output, output
+    assert time.monotonic() - started < 90, output

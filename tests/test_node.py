@@ -394,14 +394,16 @@ class Job:
     """`node run` of a bash command in `tmp_path/job`, its log (stdout and stderr) a file
     as in a SLURM job."""
 
-    def __init__(self, tmp_path: Path, command: str, grace: float = 1.0) -> None:
+    def __init__(
+        self, tmp_path: Path, command: str, grace: float = 1.0, options: tuple[str, ...] = ()
+    ) -> None:
         self.folder = tmp_path / "job"
         self.folder.mkdir(exist_ok=True)
         self.log = tmp_path / "job.log"
         self.started = time.monotonic()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [*NODE_RUN, "--grace", str(grace), "--", "bash", "-c", command],
+                [*NODE_RUN, "--grace", str(grace), *options, "--", "bash", "-c", command],
                 cwd=self.folder,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -435,9 +437,27 @@ def test_run_ends_a_job_whose_snakemake_waits_forever_after_announcing_its_shutd
     status, seconds, log = Job(tmp_path, hung, grace=1).wait()
     assert status == 1, log
     assert 1 < seconds < 5, log
-    assert f"the job's Snakemake logged {ANNOUNCED!r} 1 s ago and still waits" in log
+    assert "announced its shutdown after a failure 1 s ago and still waits" in log
     assert "(cat p)" in log
     assert processes_in(tmp_path) == []
+
+
+WILL_EXIT = "Will exit after finishing currently running jobs (scheduler)."
+
+
+def test_run_ends_a_single_rule_job_whose_snakemake_hangs_after_a_failure(tmp_path: Path) -> None:
+    """Snakemake 9 hangs so after a `run:` block called sys.exit; in a group job other rules
+    may still run after that line, so only a job of one rule is ended."""
+    for line in (WILL_EXIT, "Exception in worker"):
+        hung = f"echo '{line}' >&2; sleep 300"
+        status, seconds, log = Job(tmp_path, hung, grace=1, options=("--single-rule",)).wait()
+        assert status == 1 and 1 < seconds < 5, log
+        assert "or a run: block that called sys.exit" in log
+        (tmp_path / "job.log").unlink()
+    (tmp_path / "group").mkdir()
+    group = Job(tmp_path / "group", f"echo '{WILL_EXIT}' >&2; sleep 2.5; echo DONE", grace=1)
+    status, seconds, log = group.wait()
+    assert status == 0 and seconds > 2.5 and log.endswith("DONE\n"), log
 
 
 @pytest.mark.parametrize(
