@@ -1,0 +1,34 @@
+"""1,000 jobs on the two-node cluster, submitted as job arrays: every output right, a few
+sbatch calls, the status queries bounded. About 17 minutes here (each job starts a Snakemake
+on the node), so deselected by default: `scripts/test -m scale` runs it."""
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BackgroundRun
+from test_arrays import copy_workflow, run_id_of, run_jobs
+
+pytestmark = [pytest.mark.slurm, pytest.mark.scale]
+
+JOBS = 1000
+
+
+def test_a_thousand_jobs_in_arrays(tmp_path: Path):
+    workdir = copy_workflow(tmp_path)
+    args = ["--executor", "frozen", "--jobs", str(JOBS), "--latency-wait", "5"]
+    args += ["--frozen-array-jobs", "all", "--config", f"count={JOBS}"]
+    started = time.monotonic()
+    with BackgroundRun(workdir, *args) as run:
+        code, output = run.finish(timeout=3600)
+    minutes = (time.monotonic() - started) / 60
+    assert code == 0, output[-5000:]
+    for n in range(JOBS):
+        assert (workdir / "out" / f"{n}.txt").read_text() == f"v1 {n * n}\n"
+    arrays = {job_id.split("_")[0] for job_id, _, _ in run_jobs(run_id_of(output))}
+    assert len(arrays) == 2, arrays  # even and odd n ask for different memory
+    queries = re.search(r"frozen: (\d+) status queries in ([\d.]+) minutes", output)
+    assert queries, output[-2000:]
+    # At most one round a second (poll or end hints), at most three calls a round.
+    assert int(queries.group(1)) <= 180 * max(minutes, 1), queries.group(0)
