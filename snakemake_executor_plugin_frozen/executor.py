@@ -4,9 +4,7 @@ import contextlib
 import filecmp
 import functools
 import os
-import re
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -25,7 +23,11 @@ from snakemake_executor_plugin_frozen.backends import LocalBackend, SbatchBacken
 from snakemake_executor_plugin_frozen.leaks import shell_leaks
 from snakemake_executor_plugin_frozen.programs import conda_file, environment_record
 from snakemake_executor_plugin_frozen.settings import ExecutorSettings
-from snakemake_executor_plugin_frozen.slurm.commands import SbatchError, SlurmCommandError
+from snakemake_executor_plugin_frozen.slurm.commands import (
+    SbatchError,
+    SlurmCommandError,
+    max_array_size,
+)
 from snakemake_executor_plugin_frozen.slurm.status import Outcome, PollInterval
 from snakemake_executor_plugin_frozen.slurm.submit import (
     JobSpec,
@@ -450,9 +452,9 @@ class Executor(RemoteExecutor):
     def array_batches(
         self, prepared: list["PreparedJob"]
     ) -> tuple[list["PreparedJob"], list[list["PreparedJob"]]]:
-        rules = arrays.array_rules(self.settings.array_jobs)
         if not self.settings.array_jobs or self.settings.submit != "sbatch":
             return prepared, []
+        rules = arrays.array_rules(self.settings.array_jobs)
 
         def key(p: PreparedJob) -> tuple | None:
             if p.job.is_group() or (rules is not None and p.job.name not in rules):
@@ -756,18 +758,6 @@ class PreparedJob:
 
 def submission_token() -> str:
     return f"submission={uuid.uuid4().hex[:16]}"
-
-
-def max_array_size() -> int | None:
-    """The cluster's MaxArraySize (task indices stay below it), if scontrol tells."""
-    try:
-        config = subprocess.run(
-            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=30
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.MULTILINE)
-    return int(match.group(1)) if match else None
 
 
 def job_wildcards(job: JobExecutorInterface) -> dict[str, str]:

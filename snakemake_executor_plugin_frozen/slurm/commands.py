@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shlex
 import subprocess
 import time
@@ -395,6 +396,13 @@ def _per_job(ids: Sequence[str], states: dict[str, JobState]) -> dict[str, JobSt
         if state is not None:
             answer[job_id] = state
     return answer
+
+
+def max_array_size(timeout: float = 30.0) -> int | None:
+    """The cluster's MaxArraySize (task indices stay below it), if scontrol tells."""
+    result = _run(["scontrol", "show", "config"], timeout)
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", result.stdout, re.MULTILINE)
+    return int(match.group(1)) if result.returncode == 0 and match else None
 
 
 def scancel(
