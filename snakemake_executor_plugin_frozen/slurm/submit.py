@@ -25,8 +25,15 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
+
+from snakemake_executor_plugin_frozen.slurm.srun_options import (
+    AmbiguousOptionError,
+    Option,
+    OptionValue,
+    OptionWalk,
+    resolve_long_option,
+)
 
 # Same patterns as the slurm plugin 2.7.1, so values accepted there are accepted here.
 _GRES_RE = re.compile(r"^[a-zA-Z0-9_]+(:[a-zA-Z0-9_.]+)?(:\d+[TGM]?)?$")
@@ -114,14 +121,6 @@ class JobSpec:
         return self.log_path.with_name(name)
 
 
-class OptionValue(Enum):
-    """Whether an sbatch option takes a value (getopt's has_arg)."""
-
-    NONE = "none"
-    OPTIONAL = "optional"  # only attached: --nice=5, -k<value>
-    REQUIRED = "required"  # attached or as the next argument: --mem=4G, --mem 4G, -J x, -Jx
-
-
 # sbatch's long options, as sbatch 22.05.8 (Debian 12 package slurm-wlm) parses them. Read
 # from the binary's own getopt_long answers rather than `sbatch --help`, which leaves out 13
 # of them (--ntasks-per-gpu, --hint, --cluster, --tasks-per-node, --test-only, ...):
@@ -198,12 +197,7 @@ def resolve_sbatch_option(written: str) -> str:
     name wins, else a prefix of exactly one name. A name sbatch 22.05 does not know is
     returned as written (a newer sbatch may know it). Raises ``ValueError`` listing the
     candidates when the prefix is ambiguous."""
-    if written in SBATCH_LONG_OPTIONS:
-        return written
-    matches = sorted(name for name in SBATCH_LONG_OPTIONS if name.startswith(written))
-    if len(matches) > 1:
-        raise ValueError("it could be " + ", ".join(f"--{name}" for name in matches))
-    return matches[0] if matches else written
+    return resolve_long_option(written, SBATCH_LONG_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -269,26 +263,18 @@ class SlurmExtra:
     exclude: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class _Option:
-    name: str  # the long name sbatch resolves it to (as written if sbatch does not know it)
-    args: tuple[str, ...]  # the arguments that pass it on, with its value
-    value: str | None
-
-
-class _ExtraParser:
+class _ExtraParser(OptionWalk):
     """Walks ``slurm_extra``'s arguments as sbatch's getopt_long would."""
 
     def __init__(self, tokens: Sequence[str], job_label: str) -> None:
-        self.tokens = tokens
+        super().__init__(tokens, SBATCH_LONG_OPTIONS, SBATCH_SHORT_OPTIONS)
         self.job_label = job_label
-        self.next = 0
 
     def error(self, problem: str) -> SlurmSubmitError:
         return SlurmSubmitError(f"{self.job_label}: resource 'slurm_extra' {problem} {_FIX_HINT}")
 
-    def options(self) -> list[_Option]:
-        parsed: list[_Option] = []
+    def options(self) -> list[Option]:
+        parsed: list[Option] = []
         while self.next < len(self.tokens):
             token = self.tokens[self.next]
             self.next += 1
@@ -310,71 +296,39 @@ class _ExtraParser:
                 )
         return parsed
 
-    def resolve(self, token: str, written: str) -> str:
-        try:
-            return resolve_sbatch_option(written)
-        except ValueError as e:
-            raise self.error(
-                f"has {token!r}, an abbreviation sbatch refuses as ambiguous ({e}). Write "
-                "the option out in full."
-            ) from None
+    def ambiguous(self, token: str, error: AmbiguousOptionError) -> SlurmSubmitError:
+        return self.error(
+            f"has {token!r}, an abbreviation sbatch refuses as ambiguous ({error}). Write "
+            "the option out in full."
+        )
 
-    def check_allowed(self, name: str, token: str) -> None:
+    def unknown_long(self, token: str) -> None:
+        return None  # a newer sbatch may know it: passed on as written
+
+    def unknown_short(self, token: str, letter: str) -> SlurmSubmitError:
+        return self.error(
+            f"has {token!r}, but sbatch has no option -{letter}. Write the option out "
+            "in full (--option=value)."
+        )
+
+    def value_not_allowed(self, token: str, name: str) -> SlurmSubmitError:
+        return self.error(
+            f"has {token!r}, but sbatch's --{name} takes no value. Write it as '--{name}'."
+        )
+
+    def missing_value(self, token: str, name: str) -> SlurmSubmitError:
+        return self.error(
+            f"ends with {token!r}, which needs a value: sbatch would take the executor's "
+            f"next argument as its value. Give it one (--{name}=VALUE)."
+        )
+
+    def check(self, name: str, token: str) -> None:
         if (forbidden := _FORBIDDEN.get(name)) is None:
             return
         spelled = "" if token.split("=", 1)[0] == f"--{name}" else f", --{name}"
         raise self.error(
             f"must not contain {token!r} ({forbidden.what}{spelled}): {forbidden.remedy}."
         )
-
-    def take_value(self, token: str, name: str) -> str:
-        """The argument after `token` as its value, as getopt takes it (even if it starts
-        with '-')."""
-        if self.next >= len(self.tokens):
-            raise self.error(
-                f"ends with {token!r}, which needs a value: sbatch would take the executor's "
-                f"next argument as its value. Give it one (--{name}=VALUE)."
-            )
-        self.next += 1
-        return self.tokens[self.next - 1]
-
-    def long_option(self, token: str) -> _Option:
-        written, has_value, value = token[2:].partition("=")
-        name = self.resolve(token, written)
-        self.check_allowed(name, token)
-        kind = SBATCH_LONG_OPTIONS.get(name)
-        if has_value and kind is OptionValue.NONE:
-            raise self.error(
-                f"has {token!r}, but sbatch's --{name} takes no value. Write it as '--{name}'."
-            )
-        if has_value or kind is not OptionValue.REQUIRED:
-            return _Option(name, (token,), value if has_value else None)
-        value = self.take_value(token, name)
-        return _Option(name, (token, value), value)
-
-    def short_options(self, token: str) -> list[_Option]:
-        """A cluster such as ``-vJname`` or ``-vx node1``: flags, then at most one option
-        with a value, which takes the rest of the argument (or the next one)."""
-        parsed: list[_Option] = []
-        for position, letter in enumerate(token[1:], start=2):
-            if (name := SBATCH_SHORT_OPTIONS.get(letter)) is None:
-                raise self.error(
-                    f"has {token!r}, but sbatch has no option -{letter}. Write the option out "
-                    "in full (--option=value)."
-                )
-            self.check_allowed(name, token)
-            rest = token[position:]
-            kind = SBATCH_LONG_OPTIONS[name]
-            if kind is OptionValue.NONE:
-                parsed.append(_Option(name, (f"-{letter}",), None))
-                continue
-            if kind is OptionValue.OPTIONAL:
-                parsed.append(_Option(name, (f"-{letter}{rest}",), rest or None))
-            else:
-                value = rest or self.take_value(token, name)
-                parsed.append(_Option(name, (f"-{letter}", value), value))
-            break
-        return parsed
 
 
 def validate_slurm_extra(extra: str, job_label: str) -> SlurmExtra:
