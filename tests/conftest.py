@@ -4,9 +4,17 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from user_helpers import (
+    OrdinaryUser,
+    SetupError,
+    UserAccount,
+    make_workspace,
+    remove_workspace,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SCRIPT = REPO / "scripts" / "slurm-cluster"
@@ -30,6 +38,35 @@ def slurm_cluster() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def ordinary_user_account(slurm_cluster: None) -> UserAccount:
+    """The ordinary (non-root) test user made by `scripts/slurm-cluster start`, with its
+    Python (`scripts/lib/user.sh setup`: built once per machine, refreshed when the plugin's
+    sources change). Fails under CI=true when it cannot be had, like `slurm_cluster`."""
+    try:
+        return UserAccount.set_up()
+    except SetupError as e:
+        message = f"ordinary test user unavailable: {e}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def ordinary_user(
+    ordinary_user_account: UserAccount, request: pytest.FixtureRequest
+) -> Iterator[OrdinaryUser]:
+    """The test user with a fresh workspace of its own (`<home>/t/<test>-<random>`, 0700),
+    removed afterwards unless the test failed. `.run(...)` runs a command as the user,
+    `.argv(...)` gives the argv for Popen or `BackgroundRun(..., python=...)`."""
+    workspace = make_workspace(ordinary_user_account, request.node.name)
+    failed_before = request.session.testsfailed
+    yield OrdinaryUser(ordinary_user_account, workspace)
+    # (the test's own call has been reported by now: a failure counts)
+    if request.session.testsfailed == failed_before:
+        remove_workspace(workspace)
 
 
 @pytest.fixture(autouse=True)
@@ -71,11 +108,19 @@ class BackgroundRun:
     Used as a context manager: on the way out a still running snakemake is killed and every
     SLURM job it submitted is cancelled, so a failed test leaves no sleepers on the cluster."""
 
-    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        python: Sequence[str] = (sys.executable,),
+    ) -> None:
+        """`python`: the argv that starts Python, e.g. `ordinary_user.argv("python")` to run
+        as the test user (whose process is then Python itself, so killing it works)."""
         self.log = workdir.parent / "snakemake.log"
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "snakemake", *args],
+                [*python, "-m", "snakemake", *args],
                 cwd=workdir,
                 env=env,
                 stdout=log,
