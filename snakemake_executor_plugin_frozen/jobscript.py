@@ -9,17 +9,18 @@ Every value in the script is one bash word that gives back exactly that value
 way from `Executor.format_job_exec`. The comment line holds no control character
 (`shellwords.visible`): a newline there would start a line of code, or an `#SBATCH` directive.
 
-The job's command runs under the node helper's `run` (see node.py: it ends a job whose
+The job's command runs under the node helper's `run` (see node/supervise.py: it ends a job whose
 Snakemake hangs after a failure, and every process a job leaves behind), which starts this
 very script again with `JOB_MODE` as its argument: the command stays a line of the script,
-whatever its length, instead of becoming one argument (at most 128 KiB on Linux).
+whatever its length, instead of becoming one argument (at most 128 KiB on Linux). How the
+script calls the node helper, and the variables it exports, are in `node.contract`.
 """
 
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from snakemake_executor_plugin_frozen.node import STALE_AFTER_SECONDS
+from snakemake_executor_plugin_frozen.node import contract
 from snakemake_executor_plugin_frozen.shellwords import ShellWord, join, quote, visible
 
 
@@ -36,7 +37,7 @@ class FrozenEntry:
     scratch: str  # template with {VAR} placeholders, resolved on the node
     keep_extracted: bool
     # After how many seconds unused a node's job removes what earlier jobs left there.
-    stale_after: float = STALE_AFTER_SECONDS
+    stale_after: float = contract.STALE_AFTER_SECONDS
 
 
 def double_quoted(text: str) -> str:
@@ -47,8 +48,8 @@ def double_quoted(text: str) -> str:
 def frozen_path(relative: str) -> ShellWord:
     """A shell word for a path inside the extracted copy, expanded on the node."""
     if relative.isprintable():
-        return ShellWord(f'"$FROZEN_DIR/{double_quoted(relative)}"')
-    return ShellWord(f'"$FROZEN_DIR/"{quote(relative)}')
+        return ShellWord(f'"${contract.FROZEN_DIR}/{double_quoted(relative)}"')
+    return ShellWord(f'"${contract.FROZEN_DIR}/"{quote(relative)}')
 
 
 JOB_MODE = "--frozen-job-command"
@@ -67,7 +68,7 @@ def render(
     runs under, as for `FrozenEntry.python`). With `ended`, a file named after the job
     (`<id>`, an array task `<arrayid>_<task>`) appears there once its command is over: a hint
     for the executor to ask SLURM now rather than at its next poll. `single_rule`: the job
-    is no group (see `node.WILL_EXIT`)."""
+    is no group (see `node.supervise.WILL_EXIT`)."""
     lines = [
         "#!/bin/bash",
         f"# snakemake-executor-plugin-frozen: {visible(description)}",
@@ -80,8 +81,8 @@ def render(
     if entry is not None:
         lines += _frozen_lines(entry)
     run = join(
-        [python, "-P", "-m", "snakemake_executor_plugin_frozen.node", "run"]
-        + (["--single-rule"] if single_rule else [])
+        [python, "-P", "-m", contract.MODULE, contract.RUN]
+        + ([contract.SINGLE_RULE] if single_rule else [])
         + ["--"]
     )
     if ended is None:
@@ -99,22 +100,22 @@ def render(
 
 
 def _frozen_lines(entry: FrozenEntry) -> list[str]:
-    node = f"{quote(entry.python)} -P -m snakemake_executor_plugin_frozen.node"
+    node = f"{quote(entry.python)} -P -m {contract.MODULE}"
     snapshot = [
-        "--archive", str(entry.archive),
-        "--sha256", entry.archive_sha256,
-        "--id", entry.snapshot_id,
-        "--code-root", str(entry.code_root),
-        *(["--prefix", entry.prefix] if entry.prefix else []),
-        *(["--keep"] if entry.keep_extracted else []),
+        contract.ARCHIVE, str(entry.archive),
+        contract.SHA256, entry.archive_sha256,
+        contract.ID, entry.snapshot_id,
+        contract.CODE_ROOT, str(entry.code_root),
+        *([contract.PREFIX, entry.prefix] if entry.prefix else []),
+        *([contract.KEEP] if entry.keep_extracted else []),
         # Only when not the node helper's default: that one needs no word in the script.
         *(
-            ["--stale-after", repr(float(entry.stale_after))]
-            if entry.stale_after != STALE_AFTER_SECONDS
+            [contract.STALE_AFTER, repr(float(entry.stale_after))]
+            if entry.stale_after != contract.STALE_AFTER_SECONDS
             else []
         ),
     ]  # fmt: skip
-    enter = join(["enter", *snapshot, "--scratch", entry.scratch])
+    enter = join([contract.ENTER, *snapshot, contract.SCRATCH, entry.scratch])
     # The other nodes of a multi-node job get their own copy at the same path, so that
     # ranks started there (srun, MPI) find what FROZEN_DIR and PYTHONPATH name.
     every_node = (
@@ -122,26 +123,27 @@ def _frozen_lines(entry: FrozenEntry) -> list[str]:
         "--ntasks-per-node=1 --overlap --kill-on-bad-exit=1 --quiet"
     )
     multi_node = '[ "${SLURM_JOB_NUM_NODES:-1}" -gt 1 ]'
-    on_every_node = join(["enter", *snapshot])
+    on_every_node = join([contract.ENTER, *snapshot])
+    job_lease = f'{contract.JOB_LEASE} "$SLURM_JOB_ID"'
     return [
         # An assignment keeps `enter`'s exit status, so `set -e` stops a job whose
         # snapshot cannot be verified or extracted; `eval "$(...)"` would hide it.
-        f'frozen_env="$({node} {enter} --holder $$)"',
+        f'frozen_env="$({node} {enter} {contract.HOLDER} $$)"',
         'eval "$frozen_env"',
         # TERM/INT go through `exit` so that the EXIT trap releases the extracted copy.
         # A cleanup error is logged by `leave` but must not fail a finished job, nor
         # replace a failed job's own exit code.
         "frozen_leave() {",
         f"    if {multi_node}; then",
-        f'        {every_node} {node} leave --job-lease "$SLURM_JOB_ID" || true',
+        f"        {every_node} {node} {contract.LEAVE} {job_lease} || true",
         "    fi",
-        f"    {node} leave || true",
+        f"    {node} {contract.LEAVE} || true",
         "}",
         "trap frozen_leave EXIT",
         "trap 'exit 143' TERM",
         "trap 'exit 130' INT",
         f"if {multi_node}; then",
-        f'    {every_node} {node} {on_every_node} --scratch-path "$FROZEN_SCRATCH" '
-        '--job-lease "$SLURM_JOB_ID"',
+        f"    {every_node} {node} {on_every_node} {contract.SCRATCH_PATH} "
+        f'"${contract.FROZEN_SCRATCH}" {job_lease}',
         "fi",
     ]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from snakemake_executor_plugin_frozen.node import JOBSITE
+from snakemake_executor_plugin_frozen.node.commands import JOBSITE
 
 FILES = {
     "mod.py": 'V = "{v}"\nif __name__ == "__main__":\n    print("main", V)\n',

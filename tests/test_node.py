@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from snakemake_executor_plugin_frozen.jobscript import FrozenEntry, render
-from snakemake_executor_plugin_frozen.node import (
-    JOBSITE,
+from snakemake_executor_plugin_frozen.node.commands import JOBSITE, frozen_pythonpath
+from snakemake_executor_plugin_frozen.node.scratch import (
     NodeError,
-    frozen_pythonpath,
     open_user_folder,
     resolve_scratch,
 )

@@ -19,14 +19,16 @@ import pytest
 from test_node import batch_entry, enter_args, exports, make_code, node, user_folder
 
 from snakemake_executor_plugin_frozen.jobscript import render
-from snakemake_executor_plugin_frozen.node import (
+from snakemake_executor_plugin_frozen.node.cleanup import (
     _CLEANUP_SNAPSHOTS,
+    slurm_job_states,
+    snapshot_of,
+)
+from snakemake_executor_plugin_frozen.node.leases import (
     lease_is_stale,
     lease_job_id,
     pid_namespace,
     process_start,
-    slurm_job_states,
-    snapshot_of,
 )
 from snakemake_executor_plugin_frozen.snapshot import PackResult, pack
 

@@ -23,14 +23,9 @@ from pathlib import Path
 import pytest
 from test_node import enter_args, exports, make_code, node
 
-from snakemake_executor_plugin_frozen.node import (
-    lease_is_live,
-    locked,
-    open_user_folder,
-    pid_namespace,
-    process_start,
-    seal,
-)
+from snakemake_executor_plugin_frozen.node.copy import locked, seal
+from snakemake_executor_plugin_frozen.node.leases import lease_is_live, pid_namespace, process_start
+from snakemake_executor_plugin_frozen.node.scratch import open_user_folder
 from snakemake_executor_plugin_frozen.snapshot import PackResult, pack
 
 pytestmark = pytest.mark.skipif(

@@ -50,9 +50,10 @@ def test_the_node_side_imports_nothing_of_snakemake() -> None:
     """Every job runs the node helper twice; it must not pay for Snakemake's interfaces."""
     code = (
         "import sys\n"
-        "import snakemake_executor_plugin_frozen.node\n"
-        "loaded = [m for m in sys.modules if m.startswith('snakemake')]\n"
-        "assert loaded == ['snakemake_executor_plugin_frozen',"
-        " 'snakemake_executor_plugin_frozen.node'], loaded\n"
+        "import snakemake_executor_plugin_frozen.node.__main__\n"  # all that `-m ...node` runs
+        "ours = ('snakemake_executor_plugin_frozen', 'snakemake_executor_plugin_frozen.dirfd')\n"
+        "loaded = [m for m in sys.modules if m.startswith('snakemake') and m not in ours\n"
+        "          and not m.startswith('snakemake_executor_plugin_frozen.node')]\n"
+        "assert loaded == [], loaded\n"
     )
     subprocess.run([sys.executable, "-P", "-c", code], check=True)

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from ..dirfd import FOLDER, descend, new_file
 from .entries import Entry
 from .hashing import CHUNK, read_verified
 from .model import SnapshotError
@@ -323,8 +324,6 @@ def _safe_name(archive: Path, name: str) -> str:
     return "/".join(parts)
 
 
-_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_TYPES = (_REGTYPE, b"\0")  # tarfile's REGTYPE, and AREGTYPE of old archives
 
 
@@ -346,9 +345,7 @@ def _folder(root: int, rel: str, made: set[str]) -> int:
             if done not in made:
                 os.mkdir(part, 0o700, dir_fd=fd)
                 made.add(done)
-            inner = os.open(part, _FOLDER, dir_fd=fd)
-            os.close(fd)
-            fd = inner
+            fd = descend(fd, part)
     except BaseException:
         os.close(fd)
         raise
@@ -360,7 +357,7 @@ def _write_member(
 ) -> None:
     source = tar.extractfile(member)
     assert source is not None  # a regular file always has content
-    with open(os.open(leaf, _NEW_FILE, 0o600, dir_fd=folder), "wb") as out:
+    with new_file(folder, leaf, 0o600) as out:
         shutil.copyfileobj(source, out, CHUNK)
         os.fchmod(out.fileno(), _file_mode(member.mode, read_only))
 
@@ -480,7 +477,7 @@ def extract_at(
     except OSError as e:
         raise DestinationError(dest, e) from e
     try:
-        root = os.open(tmp, _FOLDER, dir_fd=parent)
+        root = os.open(tmp, FOLDER, dir_fd=parent)
         try:
             with _opened(archive) as source:
                 made = _extract_members(source, dest, root, read_only)
