@@ -4,6 +4,7 @@ import contextlib
 import filecmp
 import functools
 import os
+import posixpath
 import shutil
 import sys
 import time
@@ -18,7 +19,7 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 
-from snakemake_executor_plugin_frozen import arrays, jobscript, journal, shellwords
+from snakemake_executor_plugin_frozen import arrays, jobscript, journal, shellwords, view_plan
 from snakemake_executor_plugin_frozen.backends import LocalBackend, SbatchBackend
 from snakemake_executor_plugin_frozen.leaks import shell_leaks
 from snakemake_executor_plugin_frozen.programs import conda_file, environment_record
@@ -46,6 +47,7 @@ from snakemake_executor_plugin_frozen.snapshot import (
 )
 from snakemake_executor_plugin_frozen.snapshot.drift import edited_since
 from snakemake_executor_plugin_frozen.snapshot.rules import compile_ignore, listing, looks_secret
+from snakemake_executor_plugin_frozen.view_report import ViewReport, job_view
 from snakemake_executor_plugin_frozen.workflow_sources import (
     changed_since,
     code_root_for,
@@ -111,6 +113,9 @@ class Executor(RemoteExecutor):
         self.checked_rules: set[str] = set()
         self.warned: set[tuple[str, str]] = set()  # (rule, warning): said once per rule
         self.placed: set[Path] = set()  # rule log folders that hold this run's snapshot
+        self.whole: tuple[str, ...] = ()  # folders the job's view binds whole
+        self.views = ViewReport()
+        self.check_view_settings()
         self.logger.info(
             f"frozen: mode {self.settings.mode}, submit via {self.settings.submit}, "
             f"run {self.run_id}, logs in {self.logdir}"
@@ -133,6 +138,19 @@ class Executor(RemoteExecutor):
             # Another run's gc removed a stored snapshot this run reuses, before the run
             # record above told it this one is in use: pack it again.
             self.take_snapshot()
+
+    def check_view_settings(self) -> None:
+        if self.settings.copy == "per-job" and self.settings.view == "python":
+            raise WorkflowError(
+                "frozen: --frozen-copy per-job needs the mount view, which --frozen-view "
+                "python turns off: with Python-level freezing a write into the code would "
+                "reach the live file. Use --frozen-view auto or mount."
+            )
+        if self.settings.copy == "per-job" and not self.freezing:
+            self.logger.warning(
+                f"frozen: --frozen-copy per-job has no effect in --frozen-mode "
+                f"{self.settings.mode}: the jobs run the live code and write into it."
+            )
 
     def make_backend(self) -> LocalBackend | SbatchBackend:
         if self.settings.submit == "local":
@@ -227,6 +245,22 @@ class Executor(RemoteExecutor):
             self.logger.warning(f"frozen: {warning}")
         self.report_selection(sources)
         self.warn_missing_modules()
+        if self.freezing and self.settings.view != "python":
+            self.whole = self.whole_folders(selection.data)
+
+    def whole_folders(self, data: tuple[Path, ...]) -> tuple[str, ...]:
+        """The snapshot's folders that held only its files: the job's view binds them whole
+        (see view_plan.py), relative to the copy's root."""
+        assert self.snapshot is not None
+        prefix = self.snapshot.prefix
+        depth = len(Path(prefix).parts) if prefix else 0
+        live_root = self.code_root.parents[depth - 1] if depth else self.code_root
+        files = [
+            posixpath.normpath(f"{prefix}/{path}") if prefix else path
+            for path in self.snapshot_files
+        ]
+        written = [*data, self.logdir, self.workdir / STORE, self.workdir / ".snakemake"]
+        return tuple(view_plan.whole_folders(live_root, files, written))
 
     def report_selection(self, sources: list[Path]) -> None:
         """What the selection rules decided beyond git's view, so that a surprise shows."""
@@ -395,6 +429,9 @@ class Executor(RemoteExecutor):
             scratch=self.settings.scratch,
             keep_extracted=self.settings.keep_extracted,
             stale_after=self.settings.scratch_max_age_hours * 3600,
+            view=self.settings.view,
+            whole=self.whole,
+            per_job_copy=self.settings.copy == "per-job",
         )
 
     # -- submission -----------------------------------------------------------------------
@@ -430,7 +467,7 @@ class Executor(RemoteExecutor):
         job_dir = rule_dir / wildcards_dir(wildcards) if wildcards else rule_dir
         script = job_dir / f"job-{self.run_id[:8]}-{job.jobid}.sh"
         command = self.format_job_exec(job)
-        if self.freezing:
+        if self.freezing and self.settings.view == "python":
             self.warn_shell_leaks(job)
         try:
             job_dir.mkdir(parents=True, exist_ok=True)
@@ -625,6 +662,8 @@ class Executor(RemoteExecutor):
                 yield job_info
                 continue
             self.forget(job_info.external_jobid)
+            view, detail = job_view(job_info.aux["log"]) if self.freezing else ("", "")
+            self.views.add(view, detail)
             self.note(
                 journal.ended(
                     run=self.run_id,
@@ -632,6 +671,7 @@ class Executor(RemoteExecutor):
                     outcome="success" if end.outcome is Outcome.SUCCESS else "failed",
                     state=end.state,
                     node=end.node,
+                    view=view,
                 )
             )
             if end.outcome is Outcome.SUCCESS:
@@ -700,6 +740,8 @@ class Executor(RemoteExecutor):
             )
         if self.snapshot is None or not self.freezing:
             return
+        for line in self.views.summary():
+            self.logger.warning(line)
         edited = edited_since(self.manifest, self.snapshot_taken)
         if edited:
             self.logger.info(

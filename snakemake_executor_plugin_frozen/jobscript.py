@@ -38,6 +38,9 @@ class FrozenEntry:
     keep_extracted: bool
     # After how many seconds unused a node's job removes what earlier jobs left there.
     stale_after: float = contract.STALE_AFTER_SECONDS
+    view: str = contract.VIEW_AUTO  # frozen-view
+    whole: tuple[str, ...] = ()  # the copy's folders the view binds whole
+    per_job_copy: bool = False  # frozen-copy per-job
 
 
 def double_quoted(text: str) -> str:
@@ -83,6 +86,7 @@ def render(
     run = join(
         [python, "-P", "-m", contract.MODULE, contract.RUN]
         + ([contract.SINGLE_RULE] if single_rule else [])
+        + (_view_args(entry) if entry is not None else [])
         + ["--"]
     )
     if ended is None:
@@ -97,6 +101,17 @@ def render(
             'exit "$frozen_status"',
         ]
     return "\n".join(lines) + "\n"
+
+
+def _view_args(entry: FrozenEntry) -> list[str]:
+    """`run`'s flags for the job's view of its code (node/view.py)."""
+    args = [contract.VIEW, entry.view]
+    if entry.view != contract.VIEW_PYTHON:
+        # One word each, so that a folder named like an option stays a value.
+        args += [f"{contract.WHOLE}={folder}" for folder in entry.whole]
+        if entry.per_job_copy:
+            args.append(contract.PER_JOB_COPY)
+    return args
 
 
 def _frozen_lines(entry: FrozenEntry) -> list[str]:

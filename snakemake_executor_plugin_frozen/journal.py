@@ -103,10 +103,12 @@ def ended(
     outcome: str,
     state: str,
     node: str = "",
+    view: str = "",
     time: str | None = None,
 ) -> dict:
     """The ``ended`` record of one job: ``outcome`` "success" or "failed", ``state`` as SLURM
-    tells it ("COMPLETED", "FAILED", "TIMEOUT", ...), ``node`` where it ran ("" unknown)."""
+    tells it ("COMPLETED", "FAILED", "TIMEOUT", ...), ``node`` where it ran ("" unknown),
+    ``view`` the view its log names ("mount", "python"; "" none: not frozen, or no log)."""
     if outcome not in ("success", "failed"):
         raise ValueError(f"outcome must be 'success' or 'failed', not {outcome!r}")
     return {
@@ -117,6 +119,7 @@ def ended(
         "outcome": outcome,
         "state": state,
         "node": node,
+        "view": view,
     }
 
 

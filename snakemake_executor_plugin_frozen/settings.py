@@ -10,6 +10,8 @@ from snakemake_interface_executor_plugins.settings import CommonSettings, Execut
 
 MODES = ("freeze", "archive", "off")
 SUBMITTERS = ("sbatch", "local")
+VIEWS = ("auto", "mount", "python")
+COPIES = ("shared", "per-job")
 DEFAULT_LOGDIR = ".snakemake/frozen_logs"
 DEFAULT_EXCLUDE_FOLDERS = (".git", ".snakemake", "wandb", "outputs", "datasets")
 DEFAULT_CODE_SUFFIXES = (".py", ".sh", ".yaml", ".yml", ".toml", ".smk")
@@ -24,6 +26,28 @@ class ExecutorSettings(ExecutorSettingsBase):
             "archive: the snapshot is only placed next to the rule logs as a record, jobs run "
             "the live code; off: a plain SLURM executor.",
             "choices": MODES,
+        },
+    )
+    view: str = field(
+        default="auto",
+        metadata={
+            "help": "How a frozen job sees its code. mount: every program of the job sees the "
+            "snapshot's files at their live paths (a mount namespace of the job's own; an "
+            "unprivileged user namespace for ordinary users), and a node that cannot give "
+            "one fails the job, saying why; python: only Python's open() and imports are "
+            "redirected to the snapshot (shell: commands read live files); auto: mount "
+            "where the node allows it, else python, said at the end of the run (default).",
+            "choices": VIEWS,
+        },
+    )
+    copy: str = field(
+        default="shared",
+        metadata={
+            "help": "shared: the code is read-only in the job's view, and a write into it "
+            "fails (default); per-job: each job gets its own private, writable copy of the "
+            "code, gone when the job ends (writes reach neither the live files nor other "
+            "jobs). Needs the mount view.",
+            "choices": COPIES,
         },
     )
     submit: str = field(

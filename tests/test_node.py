@@ -1,6 +1,7 @@
 """The node side: scratch resolution, the job's PYTHONPATH, extracting once per node, sharing
 the copy between concurrent jobs, and removing it after the last one."""
 
+import dataclasses
 import os
 import stat
 import subprocess
@@ -360,8 +361,10 @@ def test_a_failing_cleanup_does_not_change_the_jobs_exit_status(
     code, result = snapshot
     script = tmp_path / "job.sh"
     sabotage = 'rm -rf "$(dirname "$FROZEN_DIR")"'  # leave then cannot take its lock
+    # Outside the mount view, where the copy is not read-only to root.
+    entry = dataclasses.replace(batch_entry(code, result, tmp_path), view="python")
     for command, expected in ((sabotage, 0), (f"{sabotage}; exit 3", 3)):
-        script.write_text(render("test job", command, batch_entry(code, result, tmp_path)))
+        script.write_text(render("test job", command, entry))
         ran = subprocess.run(["bash", str(script)], capture_output=True, text=True)
         assert ran.returncode == expected, ran.stderr
         assert "frozen: error:" in ran.stderr

@@ -51,7 +51,9 @@ def test_the_node_side_imports_nothing_of_snakemake() -> None:
     code = (
         "import sys\n"
         "import snakemake_executor_plugin_frozen.node.__main__\n"  # all that `-m ...node` runs
-        "ours = ('snakemake_executor_plugin_frozen', 'snakemake_executor_plugin_frozen.dirfd')\n"
+        "ours = ('snakemake_executor_plugin_frozen', 'snakemake_executor_plugin_frozen.dirfd',\n"
+        "        'snakemake_executor_plugin_frozen.slurm',\n"
+        "        'snakemake_executor_plugin_frozen.slurm.srun_options')\n"
         "loaded = [m for m in sys.modules if m.startswith('snakemake') and m not in ours\n"
         "          and not m.startswith('snakemake_executor_plugin_frozen.node')]\n"
         "assert loaded == [], loaded\n"

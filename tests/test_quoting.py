@@ -284,19 +284,26 @@ def test_the_comment_line_and_the_node_helpers_arguments(tmp_path: Path) -> None
         prefix=f"sub dir/$(touch {MARK}E4)",
         scratch="{TMPDIR}/s'cr\tatch",
         keep_extracted=True,
+        # Folders of the user's tree, bound whole by the job's view.
+        whole=(f"a'b$(touch {MARK}W1)", f"nl\n`touch {MARK}W2`", "-x", ""),
     )
     description = f"rule make (v=a\n touch {MARK}E5\n#SBATCH --wrap=x {NOT_UTF8}), run 1"
-    text = render(description, "true", entry)
+    # The recording Python runs `run` too (it does not run the job's command).
+    text = render(description, "true", entry, python=str(python))
     comment = text.splitlines()[1]
     assert comment.startswith("# snakemake-executor-plugin-frozen: rule make (v=a\\n touch")
     assert "\\xff\\xfe" in comment
     run_script(tmp_path, text)
-    enter, leave = [decoded(line) for line in record.read_text().splitlines()]
+    enter, run, leave = [decoded(line) for line in record.read_text().splitlines()]
     assert enter[:-1] == [
         "-P", "-m", "snakemake_executor_plugin_frozen.node", "enter",
         "--archive", str(entry.archive), "--sha256", "0" * 64, "--id", "id",
         "--code-root", str(entry.code_root), "--prefix", entry.prefix, "--keep",
         "--scratch", entry.scratch, "--holder",
+    ]  # fmt: skip
+    assert run[3:] == [
+        "run", "--view", "auto", f"--whole=a'b$(touch {MARK}W1)", f"--whole=nl\n`touch {MARK}W2`",
+        "--whole=-x", "--whole=", "--", run[11], str(tmp_path / "job.sh"), "--frozen-job-command",
     ]  # fmt: skip
     assert leave == ["-P", "-m", "snakemake_executor_plugin_frozen.node", "leave"]
     assert markers(tmp_path) == []

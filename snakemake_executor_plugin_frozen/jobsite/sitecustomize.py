@@ -20,7 +20,9 @@ outside the code root), FROZEN_CODE_ROOT (the live code root), FROZEN_PYTHONPATH
 import folders). FROZEN_REPORT_READS=1 makes this process print, at exit, which reads it
 served from the snapshot; it is removed from the environment so children do not inherit it.
 
-Any other `sitecustomize` on the path is run afterwards. Kept free of imports beyond the
+In the job's mount view (FROZEN_VIEW=mount, see node/view.py) every program already reads the
+snapshot at the live paths, so nothing is redirected. Any other `sitecustomize` on the path
+is run afterwards. Kept free of imports beyond the
 standard library and cheap: it runs in every Python process of every job.
 """
 
@@ -171,8 +173,8 @@ def _run_next_sitecustomize():
 def _install():
     frozen_dir = os.environ.get("FROZEN_DIR")
     code_root = os.environ.get("FROZEN_CODE_ROOT")
-    if not frozen_dir or not code_root:
-        return
+    if not frozen_dir or not code_root or os.environ.get("FROZEN_VIEW") == "mount":
+        return  # not frozen, or in the mount view, where the live paths are the snapshot's
     copy = os.environ.get("FROZEN_COPY") or frozen_dir
     entries = [e for e in os.environ.get("FROZEN_PYTHONPATH", "").split(os.pathsep) if e]
     if entries:

@@ -5,7 +5,10 @@
         --holder PID
     python -P -m snakemake_executor_plugin_frozen.node enter ... --scratch-path DIR \
         --job-lease JOBID
-    python -P -m snakemake_executor_plugin_frozen.node run [--grace SECONDS] -- PROGRAM ARGS
+    python -P -m snakemake_executor_plugin_frozen.node run [--grace SECONDS] [--single-rule] \
+        [--view auto|mount|python [--whole FOLDER]... [--per-job-copy]] -- PROGRAM ARGS
+    python -P -m snakemake_executor_plugin_frozen.node view-exec -- PROGRAM ARGS
+    python -P -m snakemake_executor_plugin_frozen.node srun -- SRUN_ARGS
     python -P -m snakemake_executor_plugin_frozen.node leave [--job-lease JOBID]
 """
 
@@ -21,7 +24,9 @@ from snakemake_executor_plugin_frozen.node import contract
 from snakemake_executor_plugin_frozen.node.commands import enter, leave
 from snakemake_executor_plugin_frozen.node.leases import JOB_ID
 from snakemake_executor_plugin_frozen.node.scratch import NodeError
+from snakemake_executor_plugin_frozen.node.srun_wrapper import srun
 from snakemake_executor_plugin_frozen.node.supervise import run
+from snakemake_executor_plugin_frozen.node.view import ViewRequest, enter_job_view, view_exec
 
 
 def _snapshot_id(text: str) -> str:
@@ -91,11 +96,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the job runs one rule (no group): also end it when it hangs after logging "
         "that it will exit after its running jobs",
     )
+    run_parser.add_argument(
+        contract.VIEW,
+        choices=(contract.VIEW_AUTO, contract.VIEW_MOUNT, contract.VIEW_PYTHON),
+        help="run the job in its view of the snapshot (a frozen job; see node/view.py)",
+    )
+    run_parser.add_argument(
+        contract.WHOLE,
+        action="append",
+        default=[],
+        help="a folder of the copy bound whole over its live twin (relative to the copy)",
+    )
+    run_parser.add_argument(
+        contract.PER_JOB_COPY, action="store_true", help="a private writable copy per job"
+    )
     run_parser.add_argument("job_command", nargs="+", help="after --: the program and its args")
+    view_exec_parser = commands.add_parser(
+        contract.VIEW_EXEC, help="an srun task of a job in its view: enter it, run the program"
+    )
+    view_exec_parser.add_argument("job_command", nargs="+", help="after --: the program and args")
+    srun_parser = commands.add_parser(
+        contract.SRUN, help="srun of a job in its view: the tasks enter the view too"
+    )
+    srun_parser.add_argument("srun_args", nargs="*", help="after --: srun's arguments")
     args = parser.parse_args(argv)
     try:
         if args.command == contract.RUN:
-            return run(args.job_command, args.grace, args.single_rule)
+            in_view = args.view is not None and enter_job_view(
+                ViewRequest(args.view, tuple(args.whole), args.per_job_copy), os.environ
+            )
+            return run(args.job_command, args.grace, args.single_rule, in_view)
+        if args.command == contract.VIEW_EXEC:
+            return view_exec(args.job_command, os.environ)
+        if args.command == contract.SRUN:
+            return srun(args.srun_args, os.environ)
         if args.command == contract.ENTER:
             for name, value in enter(args, os.environ).items():
                 print(f"export {name}={shlex.quote(value)}")

@@ -44,3 +44,22 @@ FROZEN_CODE_ROOT = "FROZEN_CODE_ROOT"  # the live code root
 FROZEN_JOB_DIR = "FROZEN_JOB_DIR"  # the job's own folder, which is also its lease
 FROZEN_KEEP = "FROZEN_KEEP"  # "1": `leave` keeps the copy after the last job
 FROZEN_PYTHONPATH = "FROZEN_PYTHONPATH"  # the frozen import folders
+
+# The job's view of its code (node/view.py): `run` enters it when given VIEW, with the
+# folders bound whole as WHOLE (one flag each) and PER_JOB_COPY for a private writable copy.
+VIEW = "--view"
+VIEW_AUTO = "auto"  # the mount view where the node allows it, else the Python-level freeze
+VIEW_MOUNT = "mount"  # the mount view, or the job fails
+VIEW_PYTHON = "python"  # no mount view: Python's open() and imports only
+WHOLE = "--whole"
+PER_JOB_COPY = "--per-job-copy"
+# `srun` of a job in the view runs the job's wrapper, which calls `SRUN` (node/srun_wrapper.py);
+# each task then enters the view by `VIEW_EXEC -- PROGRAM ARGS` on its node.
+SRUN = "srun"
+VIEW_EXEC = "view-exec"
+
+# What `run` adds for the job's command when it entered the view; `view-exec` reads them.
+FROZEN_VIEW = "FROZEN_VIEW"  # VIEW_MOUNT in the mount view (jobsite/sitecustomize.py reads it)
+FROZEN_VIEW_REQUEST = "FROZEN_VIEW_REQUEST"  # VIEW_AUTO or VIEW_MOUNT, as asked
+FROZEN_VIEW_WHOLE = "FROZEN_VIEW_WHOLE"  # the WHOLE folders, as a JSON list
+FROZEN_WRAPPERS = "FROZEN_WRAPPERS"  # the job's folder of wrappers (srun), first on PATH

@@ -38,6 +38,7 @@ SHUT_DOWN = b"Exiting because a job execution failed."
 # either line; a group job's other rules may run on: not for them.
 WILL_EXIT = b"Will exit after finishing currently running jobs (scheduler)."
 WORKER_DIED = b"Exception in worker"
+READ_ONLY = b"Read-only file system"  # strerror(EROFS): a write into the job's frozen view
 _PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _POLL_SECONDS = 0.2
@@ -158,6 +159,7 @@ class ShutdownWatch:
         self.markers = (SHUTTING_DOWN, WILL_EXIT, WORKER_DIED) if single_rule else (SHUTTING_DOWN,)
         self.since: float | None = None  # when a marker was seen
         self.over = False  # SHUT_DOWN was seen after it
+        self.read_only = False  # READ_ONLY was seen
         try:
             log = os.open("/proc/self/fd/2", os.O_RDONLY | os.O_CLOEXEC)  # a reader of its own
         except OSError:
@@ -169,12 +171,13 @@ class ShutdownWatch:
             os.close(log)
 
     def read(self, now: float) -> None:
-        while self.log is not None and not self.over and (chunk := os.read(self.log, 1 << 20)):
+        while self.log is not None and (chunk := os.read(self.log, 1 << 20)):
             text = self.tail + chunk
             if self.since is None and any(marker in text for marker in self.markers):
                 self.since = now
             if self.since is not None and SHUT_DOWN in text:
                 self.over = True
+            self.read_only = self.read_only or READ_ONLY in text
             self.tail = text[-len(WILL_EXIT) :]
 
     def stuck(self, now: float, grace: float) -> bool:
@@ -210,11 +213,15 @@ def become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def run(command: Sequence[str], grace: float, single_rule: bool = False) -> int:
+def run(
+    command: Sequence[str], grace: float, single_rule: bool = False, in_view: bool = False
+) -> int:
     """Run the job's command in a process group of its own and end it when it is stuck:
     `grace` seconds after its Snakemake announced a shutdown it never finishes, or after a
     termination signal; then end whatever processes of the job are left. The command's exit
-    status, 1 if it had to be ended after its Snakemake's shutdown."""
+    status, 1 if it had to be ended after its Snakemake's shutdown. `in_view`: the job runs
+    in its read-only view of the code, and a failed job that wrote into it is told how to
+    allow that."""
     become_subreaper()
     watch = ShutdownWatch(single_rule)
     # SIGCHLD stays blocked, to be waited for; the others until they can be passed on.
@@ -246,11 +253,22 @@ def run(command: Sequence[str], grace: float, single_rule: bool = False) -> int:
             )
         elif signals.since is not None and now - signals.since > grace:
             stuck = f"the job did not end within {grace:g} s of a termination signal"
+    watch.read(time.monotonic())
     watch.close()
     left = end_job_processes(job, children)
     if left:
         why = stuck or "the job's command ended, leaving processes running"
         print(f"frozen: {why}; ended: {', '.join(left)}", file=sys.stderr)
+    if in_view and watch.read_only and children.status != 0:
+        print(WRITE_HINT, file=sys.stderr)
     if children.status is None or hung_after_failure:
         return 1  # as its Snakemake would have, had it ended
     return children.status
+
+
+WRITE_HINT = (
+    "frozen: the job wrote into a file of its code ('Read-only file system' above): the code "
+    "is read-only in a frozen job's view, since it is the snapshot of submission time. Write "
+    "outputs elsewhere, or give each job a private, writable copy of its code with "
+    "frozen-copy: per-job (--frozen-copy per-job)."
+)

@@ -1,0 +1,248 @@
+"""Every program of a job sees the submission-time code: tests/workflows/view reads its files
+through bash, perl, awk, `.`, a path made absolute, a subfolder, os.open and mmap, SQLite's C
+library, `python -I`, `srun` tasks on two nodes, and outputs written beside code. While the
+`gate` job holds the run, the test edits every file from "v1" to "v2", deletes
+scripts/deleted.sh and config/removed.txt and adds scripts/added.sh; then it reads what each
+job saw.
+
+- The mount view (`--frozen-view auto` on this machine, as root and as an ordinary user):
+  everything says v1, the deleted script is back, the added one is not there.
+- The Python-level freeze (`--frozen-view python`, and `auto` on a node without user
+  namespaces): only what Python's open() reads is frozen; the rest is live.
+- The control (`--frozen-mode off`): everything is live.
+"""
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import BackgroundRun
+from user_helpers import OrdinaryUser
+
+pytestmark = pytest.mark.slurm
+
+WORKFLOW = Path(__file__).parent / "workflows" / "view"
+EDITED = (
+    "scripts/tool.py",
+    "scripts/tool.sh",
+    "scripts/tool.pl",
+    "scripts/fmt.awk",
+    "scripts/env.sh",
+    "config/table.tsv",
+    "config/version.txt",
+)
+ROWS = (
+    "python_rel",
+    "bash",
+    "perl_awk",
+    "source",
+    "absolute",
+    "subfolder",
+    "deleted_added",
+    "os_open_mmap",
+    "sqlite",
+    "isolated",
+    "twonode",
+    "outputs",
+)
+FROZEN = {
+    "python_rel": "python v1 v1",
+    "bash": "bash v1",
+    "perl_awk": "perl v1 | awk v1",
+    "source": "v1",
+    "absolute": "v1",
+    "subfolder": "bash v1",
+    "deleted_added": "deleted-v1 | added-absent",
+    "os_open_mmap": "v1 v1",
+    "sqlite": "v1",
+    "isolated": "v1",
+    "twonode": "node1 v1 | node2 v1",
+    # config/ also holds an output: its files are bound one by one, so the deleted
+    # removed.txt cannot come back (the job's log says so) and the new output is there.
+    "outputs": "derived-v1 | derived.tsv params.db table.tsv version.txt",
+}
+# Python's open() is redirected to the snapshot; nothing else is.
+PYTHON_ONLY = {
+    "python_rel": "python v2 v1",
+    "bash": "bash v2",
+    "perl_awk": "perl v2 | awk v2",
+    "source": "v2",
+    "absolute": "v2",
+    "subfolder": "bash v2",
+    "deleted_added": "deleted-gone | added-seen",
+    "os_open_mmap": "v2 v2",
+    "sqlite": "v2",
+    "isolated": "v2",
+    "twonode": "node1 v2 | node2 v2",
+    "outputs": "derived-v2 | derived.tsv params.db table.tsv version.txt",
+}
+LIVE = {**PYTHON_ONLY, "python_rel": "python v2 v2"}
+ARGS = ("--executor", "frozen", "--jobs", "12", "--latency-wait", "10")
+
+
+def make_workflow(workdir: Path) -> None:
+    """The workflow as a git repository, with a small SQLite database of its own."""
+    with sqlite3.connect(workdir / "config" / "params.db") as db:
+        db.execute("create table params (version text)")
+        db.execute("insert into params values ('v1')")
+    db.close()
+    (workdir / ".gitignore").write_text("out/\n.snakemake/\ngate.open\nconfig/derived.tsv\n")
+    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t"]
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "v1"]):
+        subprocess.run([*git, *step], cwd=workdir, check=True, capture_output=True)
+
+
+def edit(workdir: Path) -> None:
+    """What the user does while the jobs wait: edits, a deletion in a code folder and in a
+    folder that also holds data, an addition. Done as the owner of the files would."""
+    for name in EDITED:
+        path = workdir / name
+        path.write_text(path.read_text().replace("v1", "v2"))
+    with sqlite3.connect(workdir / "config" / "params.db") as db:
+        db.execute("update params set version = 'v2'")
+    db.close()
+    (workdir / "scripts" / "deleted.sh").unlink()
+    (workdir / "config" / "removed.txt").unlink()
+    (workdir / "scripts" / "added.sh").write_text("echo added-v2\n")
+    (workdir / "gate.open").touch()
+
+
+def seen(workdir: Path) -> dict[str, str]:
+    return {
+        row: " | ".join((workdir / "out" / f"{row}.txt").read_text().split("\n")[:-1]).strip()
+        for row in ROWS
+    }
+
+
+def run_with_edits(workdir: Path, *args: str, python: Sequence[str] = (sys.executable,)) -> str:
+    with BackgroundRun(workdir, *ARGS, *args, python=python) as run:
+        run.wait_for_submissions(1)  # the gate; the others wait for it
+        edit(workdir)
+        code, output = run.finish()
+    assert code == 0, output
+    return output
+
+
+def job_logs(workdir: Path) -> dict[str, str]:
+    logs = (workdir / ".snakemake" / "frozen_logs").glob("rule_*/**/*.log")
+    return {log.parent.name.removeprefix("rule_"): log.read_text() for log in logs}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    target = tmp_path / "wf"
+    shutil.copytree(WORKFLOW, target)
+    make_workflow(target)
+    return target
+
+
+def test_every_program_sees_the_snapshot_in_the_mount_view(workdir: Path) -> None:
+    output = run_with_edits(workdir)
+    versions = seen(workdir)
+    print(json.dumps(versions, indent=1))
+    assert versions == FROZEN
+    logs = job_logs(workdir)
+    assert all("frozen: view: mount (mount namespace on node" in log for log in logs.values())
+    assert "config/removed.txt: deleted since submission" in logs["outputs"]
+    # No start-up warning about shell: commands reading live files: they do not.
+    assert "relative to the working directory" not in output
+    journal = workdir / ".snakemake" / "frozen" / "journal.jsonl"
+    ended = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert {r["view"] for r in ended if r["event"] == "ended"} == {"mount"}
+
+
+def test_the_python_view_freezes_only_what_python_opens(workdir: Path) -> None:
+    output = run_with_edits(workdir, "--frozen-view", "python")
+    versions = seen(workdir)
+    print(json.dumps(versions, indent=1))
+    assert versions == PYTHON_ONLY
+    assert "its shell command names scripts/tool.sh relative to the working directory" in output
+    assert "frozen: view: python (asked for" in job_logs(workdir)["python_rel"]
+
+
+def test_without_freezing_every_program_sees_the_edits(workdir: Path) -> None:
+    run_with_edits(workdir, "--frozen-mode", "off")
+    versions = seen(workdir)
+    print(json.dumps(versions, indent=1))
+    assert versions == LIVE
+
+
+def user_workflow(user: OrdinaryUser) -> Path:
+    workdir = user.workspace / "wf"
+    user.copy_in(WORKFLOW, workdir)
+    user.run(
+        "python",
+        "-c",
+        "import sqlite3; db = sqlite3.connect('config/params.db'); "
+        "db.execute('create table params (version text)'); "
+        "db.execute(\"insert into params values ('v1')\"); db.commit()",
+        cwd=workdir,
+    )
+    (workdir / ".gitignore").write_text("out/\n.snakemake/\ngate.open\nconfig/derived.tsv\n")
+    os.chown(workdir / ".gitignore", user.uid, user.gid)
+    git = ("git", "-c", "user.email=t@example.org", "-c", "user.name=t")
+    for step in (("init", "-q"), ("add", "-A"), ("commit", "-qm", "v1")):
+        user.run(*git, *step, cwd=workdir)
+    return workdir
+
+
+def test_an_ordinary_user_gets_the_mount_view(ordinary_user: OrdinaryUser) -> None:
+    workdir = user_workflow(ordinary_user)
+    run_with_edits(workdir, python=ordinary_user.argv("python"))
+    versions = seen(workdir)
+    print(json.dumps(versions, indent=1))
+    assert versions == FROZEN
+    logs = job_logs(workdir)
+    assert all("frozen: view: mount (user and mount namespace" in log for log in logs.values())
+    # Outputs are the user's own, as without the view.
+    assert {p.stat().st_uid for p in (workdir / "out").iterdir()} == {ordinary_user.uid}
+
+
+@contextmanager
+def no_user_namespaces() -> Iterator[None]:
+    """user.max_user_namespaces = 0 on this machine (both nodes) while in the block."""
+    setting = Path("/proc/sys/user/max_user_namespaces")
+    before = setting.read_text()
+    setting.write_text("0\n")
+    try:
+        yield
+    finally:
+        setting.write_text(before)
+
+
+def test_without_user_namespaces_auto_falls_back_and_says_so(ordinary_user: OrdinaryUser) -> None:
+    workdir = user_workflow(ordinary_user)
+    with no_user_namespaces():
+        output = run_with_edits(workdir, python=ordinary_user.argv("python"))
+    versions = seen(workdir)
+    print(json.dumps(versions, indent=1))
+    assert versions == PYTHON_ONLY
+    assert "user.max_user_namespaces=0" in job_logs(workdir)["bash"]
+    summary = [line for line in output.splitlines() if "ran without the mount view" in line]
+    assert len(summary) == 1, output
+    assert "on node1, node2:" in summary[0]
+    assert "user.max_user_namespaces=0" in summary[0]
+
+
+def test_without_user_namespaces_the_mount_view_fails_the_job(
+    ordinary_user: OrdinaryUser,
+) -> None:
+    workdir = user_workflow(ordinary_user)
+    ordinary_user.run("touch", "gate.open", cwd=workdir)
+    with no_user_namespaces():
+        result = ordinary_user.run(
+            "python", "-m", "snakemake", *ARGS, "--frozen-view", "mount", "out/gate.txt",
+            cwd=workdir, check=False,
+        )  # fmt: skip
+    assert result.returncode != 0
+    log = job_logs(workdir)["gate"]
+    assert "the job's mount view is unavailable on node" in log
+    assert "user.max_user_namespaces=0" in log
+    assert not (workdir / "out" / "gate.txt").exists()

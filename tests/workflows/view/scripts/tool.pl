@@ -1,0 +1,1 @@
+print "perl v1\n";
