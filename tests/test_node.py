@@ -3,9 +3,11 @@ the copy between concurrent jobs, and removing it after the last one."""
 
 import dataclasses
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -351,6 +353,62 @@ def test_batch_script_runs_the_job_from_the_copy_and_cleans_up(
     assert imported == frozen_dir.removeprefix("DIR=") + "/pkg/__init__.py"
     assert ran.stderr.startswith(f"frozen: snapshot {result.id} from {result.archive}")
     assert not Path(frozen_dir.removeprefix("DIR=")).exists()
+
+
+@pytest.mark.parametrize("user", ["root", "ordinary"])
+def test_every_program_of_the_job_sees_the_snapshot_at_the_live_paths(
+    user: str, request: pytest.FixtureRequest
+) -> None:
+    """The mount view, entered by `run` (as root, and as an ordinary user through a user
+    namespace): bash reads the snapshot's file at its live path, a file added since is not
+    in the folder bound whole, a write into the code is refused and names the setting, and
+    data beside the code stays live and writable."""
+    python, prefix = sys.executable, []
+    if user == "ordinary":  # with a Python of its own: root's is not for other users
+        account = request.getfixturevalue("ordinary_user_account")
+        python = str(account.venv / "bin" / "python")
+        prefix = ["setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", "--clear-groups"]
+    # Not in pytest's tmp_path: it lies in root's 0700 folder.
+    world = Path(tempfile.mkdtemp(prefix="frozen-view-"))
+    request.addfinalizer(lambda: shutil.rmtree(world))
+    world.chmod(0o755)
+    code = make_code(world / "code", module="V = 'snapshot'\n")
+    result = pack(code, world / "store")
+    (code / "pkg" / "__init__.py").write_text("V = 'edited'\n")
+    (code / "pkg" / "added.py").write_text("")
+    scratch = world / "scratch"
+    scratch.mkdir()
+    scratch.chmod(0o1777)
+    entry = replace(
+        batch_entry(code, result, world), python=python, scratch=str(scratch), whole=("pkg",)
+    )
+    script = world / "job.sh"
+    command = (
+        "cat pkg/__init__.py; ls pkg; echo made > data.txt; cat data.txt; "
+        "echo x >> pkg/__init__.py || echo WRITE-REFUSED; false"
+    )
+    script.write_text(render("test job", command, entry, python=python))
+    if prefix:
+        for path in [code, *code.rglob("*"), world / "store", *(world / "store").rglob("*")]:
+            os.chown(path, account.uid, account.gid)
+    log = world / "job.log"  # a file, as SLURM's: `run` follows it
+    with open(log, "w") as stderr:
+        ran = subprocess.run(
+            [*prefix, "bash", str(script)], cwd=code, stdout=subprocess.PIPE, stderr=stderr,
+            text=True, env={**os.environ, "PYTHONPATH": ""},
+        )  # fmt: skip
+    text = log.read_text()
+    assert ran.returncode == 1, text
+    assert ran.stdout.splitlines() == ["V = 'snapshot'", "__init__.py", "made", "WRITE-REFUSED"]
+    kind = "mount namespace" if user == "root" else "user and mount namespace"
+    assert f"frozen: view: mount ({kind} on " in text
+    assert "1 folder(s) and 2 file(s) of snapshot" in text
+    # An ordinary user's write is refused by the file's mode (0444) before the mount's.
+    refused = "Read-only file system" if user == "root" else "Permission denied"
+    assert f"pkg/__init__.py: {refused}" in text
+    assert "frozen-copy: per-job (--frozen-copy per-job)" in text
+    assert (code / "pkg" / "__init__.py").read_text() == "V = 'edited'\n"
+    assert (code / "data.txt").read_text() == "made\n"
 
 
 def test_a_failing_cleanup_does_not_change_the_jobs_exit_status(

@@ -56,7 +56,7 @@ def test_demo_workflow_runs_as_an_ordinary_user(ordinary_user: OrdinaryUser) -> 
     everything = [workflow, *workflow.rglob("*")]
     assert [p for p in everything if p.lstat().st_uid != user.uid] == []
     logs = sorted((workflow / ".snakemake" / "frozen_logs").rglob("*.log"))
-    assert len(logs) == 4  # 3 count, 1 report
+    assert len(logs) == 5  # 3 count, 1 report, 1 banner
     assert {log.stat().st_uid for log in logs} == {user.uid}
 
     # The snapshot records who made it and with which Python.
@@ -68,7 +68,7 @@ def test_demo_workflow_runs_as_an_ordinary_user(ordinary_user: OrdinaryUser) -> 
 
     # SLURM ran every job as the user, on the cluster's nodes.
     jobs = [job_id for job_id, _ in SUBMITTED_RE.findall(result.stderr)]
-    assert len(jobs) == 4, result.stderr[-4000:]
+    assert len(jobs) == 5, result.stderr[-4000:]
     sacct = user.run(
         "sacct", "-X", "-n", "-P", "-j", ",".join(jobs), "--format=JobIDRaw,User,NodeList,State"
     )

@@ -38,7 +38,9 @@ SHUT_DOWN = b"Exiting because a job execution failed."
 # either line; a group job's other rules may run on: not for them.
 WILL_EXIT = b"Will exit after finishing currently running jobs (scheduler)."
 WORKER_DIED = b"Exception in worker"
-READ_ONLY = b"Read-only file system"  # strerror(EROFS): a write into the job's frozen view
+# What a write into the job's read-only view of its code fails with: EROFS, or EACCES first
+# for an ordinary user (the copy's files are 0444).
+READ_ONLY = (b"Read-only file system", b"Permission denied")
 _PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _POLL_SECONDS = 0.2
@@ -177,7 +179,7 @@ class ShutdownWatch:
                 self.since = now
             if self.since is not None and SHUT_DOWN in text:
                 self.over = True
-            self.read_only = self.read_only or READ_ONLY in text
+            self.read_only = self.read_only or any(m in text for m in READ_ONLY)
             self.tail = text[-len(WILL_EXIT) :]
 
     def stuck(self, now: float, grace: float) -> bool:
@@ -267,8 +269,8 @@ def run(
 
 
 WRITE_HINT = (
-    "frozen: the job wrote into a file of its code ('Read-only file system' above): the code "
-    "is read-only in a frozen job's view, since it is the snapshot of submission time. Write "
-    "outputs elsewhere, or give each job a private, writable copy of its code with "
-    "frozen-copy: per-job (--frozen-copy per-job)."
+    "frozen: if the job failed writing into a file of its code ('Read-only file system' or "
+    "'Permission denied' above): the code is read-only in a frozen job's view, since it is "
+    "the snapshot of submission time. Write outputs elsewhere, or give each job a private, "
+    "writable copy of its code with frozen-copy: per-job (--frozen-copy per-job)."
 )

@@ -1,0 +1,58 @@
+"""A job that writes into a file of its code (tests/workflows/writes): in the read-only view
+the write fails, naming the setting that allows it, and the live file stays as it was; with
+frozen-copy per-job each job writes into a private copy of its own, which neither the live
+tree nor the other job sees, and which goes with the job."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import run_snakemake
+
+pytestmark = pytest.mark.slurm
+
+WORKFLOW = Path(__file__).parent / "workflows" / "writes"
+ARGS = ("--executor", "frozen", "--jobs", "2", "--latency-wait", "10")
+# The same path on every node, a different folder behind it on each; kept after the job.
+SCRATCH = ("--frozen-scratch", "{SLURM_CI_NODE_SCRATCH}")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    target = tmp_path / "wf"
+    shutil.copytree(WORKFLOW, target)
+    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t"]
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "v1"]):
+        subprocess.run([*git, *step], cwd=target, check=True, capture_output=True)
+    return target
+
+
+def test_a_write_into_the_code_fails_and_says_how_to_allow_it(workdir: Path) -> None:
+    result = run_snakemake(workdir, *ARGS, "out/a.txt", check=False)
+    assert result.returncode != 0
+    (log,) = (workdir / ".snakemake" / "frozen_logs" / "rule_append").rglob("*.log")
+    text = log.read_text()
+    assert "Read-only file system: 'scripts/state.yaml'" in text
+    assert "frozen-copy: per-job (--frozen-copy per-job)" in text
+    assert (workdir / "scripts" / "state.yaml").read_text() == "jobs:\n"
+
+
+def test_with_a_per_job_copy_each_job_writes_its_own(workdir: Path) -> None:
+    run_snakemake(workdir, *ARGS, *SCRATCH, "--frozen-copy", "per-job")
+    assert (workdir / "out" / "a.txt").read_text() == "jobs:\n- a\n"
+    assert (workdir / "out" / "b.txt").read_text() == "jobs:\n- b\n"
+    assert (workdir / "scripts" / "state.yaml").read_text() == "jobs:\n"
+    logs = list((workdir / ".snakemake" / "frozen_logs" / "rule_append").rglob("*.log"))
+    assert len(logs) == 2
+    assert all("a private writable copy" in log.read_text() for log in logs)
+    # The private copies went with their jobs' leases.
+    scratch = Path("/var/tmp/snakemake-frozen-slurm/nodes")
+    assert list(scratch.glob("*/scratch/snakemake-frozen-0/*.leases/*/code")) == []
+
+
+def test_a_per_job_copy_needs_the_mount_view(workdir: Path) -> None:
+    args = ("--frozen-copy", "per-job", "--frozen-view", "python")
+    result = run_snakemake(workdir, *ARGS, *args, check=False)
+    assert result.returncode != 0
+    assert "--frozen-copy per-job needs the mount view" in result.stderr
