@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import BackgroundRun
+from conftest import CLUSTER_SCRIPT, BackgroundRun
 from user_helpers import OrdinaryUser
 
 pytestmark = pytest.mark.slurm
@@ -205,18 +205,36 @@ def test_an_ordinary_user_gets_the_mount_view(ordinary_user: OrdinaryUser) -> No
     assert {p.stat().st_uid for p in (workdir / "out").iterdir()} == {ordinary_user.uid}
 
 
+# The cluster's nodes (`scripts/slurm-cluster start --nodes 2`, conftest.py).
+NODES = ("node1", "node2")
+ENOSPC_REASON = (
+    "unshare: No space left on device (user namespaces are switched off on this node "
+    "(user.max_user_namespaces=0) or their limit is reached)"
+)
+
+
+def restart_nodes(*args: str) -> None:
+    result = subprocess.run(
+        [str(CLUSTER_SCRIPT), "restart-node", *args], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, f"restart-node {' '.join(args)}:\n{result.stdout}{result.stderr}"
+
+
 @contextmanager
-def no_user_namespaces() -> Iterator[None]:
-    """user.max_user_namespaces = 0 on this machine (both nodes) while in the block."""
-    setting = Path("/proc/sys/user/max_user_namespaces")
-    before = setting.read_text()
-    setting.write_text("0\n")
+def no_user_namespaces(nodes: Sequence[str] = NODES) -> Iterator[None]:
+    """The nodes as if their administrator had set user.max_user_namespaces=0, while in the
+    block: `scripts/slurm-cluster restart-node NODE... --no-user-namespaces` restarts their
+    slurmd in a user namespace of its own where that limit is 0 (this machine's root cannot
+    change the machine-wide setting), so every job they start gets ENOSPC from
+    unshare(CLONE_NEWUSER). Afterwards, whatever happened, they are restarted as usual."""
     try:
+        restart_nodes(*nodes, "--no-user-namespaces")
         yield
     finally:
-        setting.write_text(before)
+        restart_nodes(*nodes)
 
 
+@pytest.mark.slow  # restarts both nodes' slurmd: others' jobs meanwhile get no view
 def test_without_user_namespaces_auto_falls_back_and_says_so(ordinary_user: OrdinaryUser) -> None:
     workdir = user_workflow(ordinary_user)
     with no_user_namespaces():
@@ -224,13 +242,30 @@ def test_without_user_namespaces_auto_falls_back_and_says_so(ordinary_user: Ordi
     versions = seen(workdir)
     print(json.dumps(versions, indent=1))
     assert versions == PYTHON_ONLY
-    assert "user.max_user_namespaces=0" in job_logs(workdir)["bash"]
+    logs = job_logs(workdir)
+    ran_on = {}
+    for rule, log in logs.items():
+        view = [line for line in log.splitlines() if line.startswith("frozen: view:")]
+        print(rule, view)
+        assert len(view) == 1, log
+        node = view[0].partition(": unshare: ")[0]
+        node = node.removeprefix("frozen: view: python (the mount view is unavailable on ")
+        assert node in NODES, view[0]
+        assert view[0] == (
+            f"frozen: view: python (the mount view is unavailable on {node}: {ENOSPC_REASON}; "
+            "only Python's open() and imports read the snapshot)"
+        )
+        ran_on[rule] = node
     summary = [line for line in output.splitlines() if "ran without the mount view" in line]
+    print(summary)
     assert len(summary) == 1, output
-    assert "on node1, node2:" in summary[0]
-    assert "user.max_user_namespaces=0" in summary[0]
+    assert summary[0].startswith(
+        f"frozen: {len(logs)} job(s) ran without the mount view, on "
+        f"{', '.join(sorted(set(ran_on.values())))}: {ENOSPC_REASON}. "
+    ), summary[0]
 
 
+@pytest.mark.slow  # restarts both nodes' slurmd: others' jobs meanwhile get no view
 def test_without_user_namespaces_the_mount_view_fails_the_job(
     ordinary_user: OrdinaryUser,
 ) -> None:
@@ -243,6 +278,11 @@ def test_without_user_namespaces_the_mount_view_fails_the_job(
         )  # fmt: skip
     assert result.returncode != 0
     log = job_logs(workdir)["gate"]
-    assert "the job's mount view is unavailable on node" in log
-    assert "user.max_user_namespaces=0" in log
+    print(log)
+    failed = [line for line in log.splitlines() if "the job's mount view is unavailable on" in line]
+    assert len(failed) == 1, log
+    node = failed[0].partition("the job's mount view is unavailable on ")[2].partition(":")[0]
+    assert node in NODES, log
+    assert f"the job's mount view is unavailable on {node}: {ENOSPC_REASON}. " in failed[0]
+    assert "frozen: view:" not in log  # it did not run, in no view
     assert not (workdir / "out" / "gate.txt").exists()
