@@ -83,8 +83,11 @@ def seen(workdir: Path) -> dict:
 
 
 @pytest.mark.slurm
-def test_every_job_sees_the_submission_time_code_and_config(tmp_path: Path) -> None:
-    workdir, output = run_with_edit(tmp_path)
+@pytest.mark.parametrize("view", ["auto", "python"])
+def test_every_job_sees_the_submission_time_code_and_config(tmp_path: Path, view: str) -> None:
+    """In the mount view (auto, here) and in the Python view, the fallback where a node has
+    no user namespaces."""
+    workdir, output = run_with_edit(tmp_path, "--frozen-view", view)
     versions = seen(workdir)
     print(json.dumps(versions, indent=1))
     assert versions["parse"] == {
@@ -112,9 +115,12 @@ def test_every_job_sees_the_submission_time_code_and_config(tmp_path: Path) -> N
     assert "gen/genmod.py" in files
     # The end of the run says what was edited meanwhile.
     assert "7 file(s) of the code were edited during this run" in output
-    # The parse job's log says which reads its Snakemake served from the snapshot.
     log = next((workdir / ".snakemake" / "frozen_logs" / "rule_parse").glob("*.log")).read_text()
-    assert "config/samples.tsv  (the live file differs: edited since submission)" in log
+    if view == "python":
+        # The parse job's log says which reads its Snakemake served from the snapshot.
+        assert "config/samples.tsv  (the live file differs: edited since submission)" in log
+    else:
+        assert "frozen: view: mount (mount namespace on node" in log
 
 
 @pytest.mark.slurm

@@ -36,13 +36,14 @@ ON_NODE1 = (
     "--set-resources",
     "count:slurm_extra='--nodelist=node1'",
     "report:slurm_extra='--nodelist=node1'",
+    "banner:slurm_extra='--nodelist=node1'",
 )
 
 
 def test_node_scratch_copy_is_removed_after_the_last_job(demo_copy: Path) -> None:
     run_snakemake(demo_copy, "--frozen-scratch", NODE_SCRATCH)
     seen = entries(demo_copy)
-    assert len(seen) == 4
+    assert len(seen) == 5  # 3 count, report, banner
     for snapshot_id, _, copy, node in seen:
         assert re.fullmatch(rf".*/nodes/{node}/scratch/snakemake-frozen-0/{snapshot_id}", copy)
         assert not Path(copy).exists(), f"{copy} outlived its last job"
