@@ -114,6 +114,7 @@ class Executor(RemoteExecutor):
         self.warned: set[tuple[str, str]] = set()  # (rule, warning): said once per rule
         self.placed: set[Path] = set()  # rule log folders that hold this run's snapshot
         self.whole: tuple[str, ...] = ()  # folders the job's view binds whole
+        self.left_live: tuple[str, ...] = ()  # files the job's view leaves live
         self.views = ViewReport()
         self.check_view_settings()
         self.logger.info(
@@ -246,21 +247,44 @@ class Executor(RemoteExecutor):
         self.report_selection(sources)
         self.warn_missing_modules()
         if self.freezing and self.settings.view != "python":
-            self.whole = self.whole_folders(selection.data)
+            self.plan_view(selection.data, sources)
 
-    def whole_folders(self, data: tuple[Path, ...]) -> tuple[str, ...]:
-        """The snapshot's folders that held only its files: the job's view binds them whole
-        (see view_plan.py), relative to the copy's root."""
+    def plan_view(self, data: tuple[Path, ...], sources: list[Path]) -> None:
+        """The snapshot's folders that held only its files, which the job's view binds whole
+        (see view_plan.py), and the files the workflow wrote while it was parsed (a
+        `shell("date > stamp.txt")` in the Snakefile), which it leaves live: every job's
+        parse writes them again. Both relative to the copy's root."""
         assert self.snapshot is not None
         prefix = self.snapshot.prefix
         depth = len(Path(prefix).parts) if prefix else 0
         live_root = self.code_root.parents[depth - 1] if depth else self.code_root
-        files = [
-            posixpath.normpath(f"{prefix}/{path}") if prefix else path
+        files = {
+            posixpath.normpath(f"{prefix}/{path}") if prefix else path: Path(
+                os.path.normpath(self.code_root / path)
+            )
             for path in self.snapshot_files
+        }
+        parsed = set(sources)
+        # A parse writes within a second of the start: a small slack, for the clocks' ticks.
+        written = changed_since(
+            [p for p in files.values() if p not in parsed], process_start_time(), slack=0.05
+        )
+        written_set = set(written)
+        self.left_live = tuple(sorted(k for k, p in files.items() if p in written_set))
+        if self.left_live:
+            self.logger.info(
+                f"frozen: {len(self.left_live)} file(s) of the code were written while the "
+                f"workflow was parsed ({listing(list(self.left_live), limit=5)}): jobs see "
+                "them live, as their own parse writes them again"
+            )
+        data_paths = [
+            *data,
+            *written,
+            self.logdir,
+            self.workdir / STORE,
+            self.workdir / ".snakemake",
         ]
-        written = [*data, self.logdir, self.workdir / STORE, self.workdir / ".snakemake"]
-        return tuple(view_plan.whole_folders(live_root, files, written))
+        self.whole = tuple(view_plan.whole_folders(live_root, list(files), data_paths))
 
     def report_selection(self, sources: list[Path]) -> None:
         """What the selection rules decided beyond git's view, so that a surprise shows."""
@@ -431,6 +455,7 @@ class Executor(RemoteExecutor):
             stale_after=self.settings.scratch_max_age_hours * 3600,
             view=self.settings.view,
             whole=self.whole,
+            live=self.left_live,
             per_job_copy=self.settings.copy == "per-job",
         )
 

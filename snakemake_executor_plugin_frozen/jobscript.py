@@ -40,6 +40,7 @@ class FrozenEntry:
     stale_after: float = contract.STALE_AFTER_SECONDS
     view: str = contract.VIEW_AUTO  # frozen-view
     whole: tuple[str, ...] = ()  # the copy's folders the view binds whole
+    live: tuple[str, ...] = ()  # the copy's files the view leaves live
     per_job_copy: bool = False  # frozen-copy per-job
 
 
@@ -109,6 +110,7 @@ def _view_args(entry: FrozenEntry) -> list[str]:
     if entry.view != contract.VIEW_PYTHON:
         # One word each, so that a folder named like an option stays a value.
         args += [f"{contract.WHOLE}={folder}" for folder in entry.whole]
+        args += [f"{contract.LIVE}={path}" for path in entry.live]
         if entry.per_job_copy:
             args.append(contract.PER_JOB_COPY)
     return args

@@ -56,3 +56,20 @@ def test_a_per_job_copy_needs_the_mount_view(workdir: Path) -> None:
     result = run_snakemake(workdir, *ARGS, *args, check=False)
     assert result.returncode != 0
     assert "--frozen-copy per-job needs the mount view" in result.stderr
+
+
+def test_a_file_the_workflow_writes_while_parsed_stays_live(tmp_path: Path) -> None:
+    """Snakemake's test_update_flag: the Snakefile writes a file of the code root each time it
+    is parsed, also in every job; the view leaves that file live instead of read-only."""
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    (workdir / "Snakefile").write_text(
+        'shell("date > stamp.txt")\n'
+        "rule all:\n    input: 'out.txt'\n"
+        "rule a:\n    output: 'out.txt'\n    shell: 'cat stamp.txt > {output}'\n"
+    )
+    result = run_snakemake(workdir, *ARGS)
+    assert "1 file(s) of the code were written while the workflow was parsed" in result.stderr
+    assert (workdir / "out.txt").read_text().strip()
+    (log,) = (workdir / ".snakemake" / "frozen_logs" / "rule_a").glob("*.log")
+    assert "frozen: view: mount" in log.read_text()

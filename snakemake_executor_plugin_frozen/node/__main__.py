@@ -108,6 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a folder of the copy bound whole over its live twin (relative to the copy)",
     )
     run_parser.add_argument(
+        contract.LIVE,
+        action="append",
+        default=[],
+        help="a file of the copy left live (the workflow writes it while parsed)",
+    )
+    run_parser.add_argument(
         contract.PER_JOB_COPY, action="store_true", help="a private writable copy per job"
     )
     run_parser.add_argument("job_command", nargs="+", help="after --: the program and its args")
@@ -123,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == contract.RUN:
             in_view = args.view is not None and enter_job_view(
-                ViewRequest(args.view, tuple(args.whole), args.per_job_copy), os.environ
+                ViewRequest(args.view, tuple(args.whole), tuple(args.live), args.per_job_copy),
+                os.environ,
             )
             return run(args.job_command, args.grace, args.single_rule, in_view)
         if args.command == contract.VIEW_EXEC:

@@ -52,6 +52,7 @@ VIEW_AUTO = "auto"  # the mount view where the node allows it, else the Python-l
 VIEW_MOUNT = "mount"  # the mount view, or the job fails
 VIEW_PYTHON = "python"  # no mount view: Python's open() and imports only
 WHOLE = "--whole"
+LIVE = "--live"  # a file of the copy left live: the workflow wrote it while it was parsed
 PER_JOB_COPY = "--per-job-copy"
 # `srun` of a job in the view runs the job's wrapper, which calls `SRUN` (node/srun_wrapper.py);
 # each task then enters the view by `VIEW_EXEC -- PROGRAM ARGS` on its node.
@@ -62,4 +63,5 @@ VIEW_EXEC = "view-exec"
 FROZEN_VIEW = "FROZEN_VIEW"  # VIEW_MOUNT in the mount view (jobsite/sitecustomize.py reads it)
 FROZEN_VIEW_REQUEST = "FROZEN_VIEW_REQUEST"  # VIEW_AUTO or VIEW_MOUNT, as asked
 FROZEN_VIEW_WHOLE = "FROZEN_VIEW_WHOLE"  # the WHOLE folders, as a JSON list
+FROZEN_VIEW_LIVE = "FROZEN_VIEW_LIVE"  # the LIVE files, as a JSON list
 FROZEN_WRAPPERS = "FROZEN_WRAPPERS"  # the job's folder of wrappers (srun), first on PATH

@@ -63,14 +63,16 @@ class Bind:
 class ViewRequest:
     mode: str  # contract.VIEW_AUTO, VIEW_MOUNT or VIEW_PYTHON
     whole: tuple[str, ...]  # folders bound whole, relative to the copy's root
+    live: tuple[str, ...] = ()  # files left live: the workflow writes them while parsed
     per_job: bool = False
     job: bool = True  # the batch job itself (its lease folder is here), not an srun task
 
 
-def plan(entries: Mapping[str, str], whole: Iterable[str]) -> list[Bind]:
+def plan(entries: Mapping[str, str], whole: Iterable[str], live: Iterable[str] = ()) -> list[Bind]:
     """The binds: each folder of `whole` that the copy has, outermost only, and every file
-    of the copy outside them. `entries` maps the copy's paths to their kinds ("d", "f",
-    "l")."""
+    of the copy outside them but those of `live`. `entries` maps the copy's paths to their
+    kinds ("d", "f", "l")."""
+    left = frozenset(live)
     kept: list[str] = []
     for folder in sorted({w for w in whole if entries.get(w) == "d" or w == ""}):
         if not any(folder.startswith(k + "/") or k == "" for k in kept):
@@ -80,7 +82,7 @@ def plan(entries: Mapping[str, str], whole: Iterable[str]) -> list[Bind]:
     return [Bind(k, True) for k in kept] + [
         Bind(path, False)
         for path, kind in sorted(entries.items())
-        if kind == "f" and not everything and not path.startswith(covered)
+        if kind == "f" and not everything and not path.startswith(covered) and path not in left
     ]
 
 
@@ -213,7 +215,7 @@ def enter_view(request: ViewRequest, environ: Mapping[str, str]) -> tuple[dict[s
         # The shared copy read-only (root ignores the files' modes); a per-job copy in its
         # place, so that FROZEN_DIR and the live paths show the same files.
         bind(source, copy, copy_path, read_only=not request.per_job)
-        binds = plan({p: f[0] for p, f in entries.items()}, request.whole)
+        binds = plan({p: f[0] for p, f in entries.items()}, request.whole, request.live)
         missed = [
             f"{shlex.quote(b.path)}: {why}"
             for b in binds
@@ -239,6 +241,7 @@ def enter_view(request: ViewRequest, environ: Mapping[str, str]) -> tuple[dict[s
         contract.FROZEN_VIEW: contract.VIEW_MOUNT,
         contract.FROZEN_VIEW_REQUEST: request.mode,
         contract.FROZEN_VIEW_WHOLE: json.dumps(list(request.whole)),
+        contract.FROZEN_VIEW_LIVE: json.dumps(list(request.live)),
     }
     if request.job:
         wrappers = f"{environ[contract.FROZEN_JOB_DIR]}/{_WRAPPERS}"
@@ -299,6 +302,7 @@ def view_exec(command: list[str], environ: MutableMapping[str, str]) -> int:
     request = ViewRequest(
         environ.get(contract.FROZEN_VIEW_REQUEST, contract.VIEW_AUTO),
         tuple(json.loads(environ.get(contract.FROZEN_VIEW_WHOLE, "[]"))),
+        tuple(json.loads(environ.get(contract.FROZEN_VIEW_LIVE, "[]"))),
         job=False,
     )
     try:
