@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/report.py [--pack-runs 3] [--slurm-runs 3] [--n 20]
         [--scale-jobs 50] [--scale-variants frozen frozen-arrays stock stock-arrays]
+        [--view-reps 30] [--skip-view]
 
 1. Packing (``snapshot_bench.py``): the synthetic ~5k-file / 40 MB tree and this repository;
    our cold and warm pack against ``tar -c -T list``, ``zstd -3 -T0`` on that tar file and
@@ -17,6 +18,9 @@
 4. The executor's per-job bookkeeping at 10,000 and 100,000 simulated jobs, no SLURM
    (``scale_bench.py``): parsing sacct's answer, rendering batch scripts and sbatch
    command lines, tracking jobs missing from sacct.
+5. What the job's view of its code costs per job (``view_bench.py``): ``node run`` with and
+   without the view on a 5k-file, a 50k-file and a one-folder 5k-file tree, as root and as
+   the ordinary user, where the time goes, and the login node's ``whole_folders``.
 
 Ratios are ours / theirs: below 1 ours is faster. Progress goes to stderr, the tables to
 stdout. ``benchmarks/run`` sets up what this needs (the stock plugin's venv, the cluster).
@@ -39,6 +43,7 @@ from pathlib import Path
 import scale_bench
 import slurm_bench
 import snapshot_bench
+import view_bench
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -188,6 +193,16 @@ def bookkeeping() -> str:
     )
 
 
+def view(reps: int) -> str:
+    return "\n".join(
+        [
+            "## 5. The job's view of its code, per job (no SLURM)",
+            "",
+            view_bench.run_all(["5k", "50k", "flat"], reps),
+        ]
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pack-runs", type=int, default=3)
@@ -206,6 +221,8 @@ def main() -> int:
     parser.add_argument(
         "--scale-variants", nargs="+", choices=names, default=names, help="default: all"
     )
+    parser.add_argument("--view-reps", type=int, default=30, help="runs of each view variant")
+    parser.add_argument("--skip-view", action="store_true", help="no view table")
     args = parser.parse_args()
     if args.scale_jobs < 0:
         parser.error(f"--scale-jobs must be 0 or a positive number of jobs, not {args.scale_jobs}")
@@ -225,6 +242,9 @@ def main() -> int:
     print(flush=True)
     print(bookkeeping(), flush=True)
     print(flush=True)
+    if not args.skip_view:
+        print(view(args.view_reps), flush=True)
+        print(flush=True)
     print(f"(all benchmarks: {time.perf_counter() - start:.0f} s)", flush=True)
     return 0
 
