@@ -385,7 +385,8 @@ def test_every_program_of_the_job_sees_the_snapshot_at_the_live_paths(
     script = world / "job.sh"
     command = (
         "cat pkg/__init__.py; ls pkg; echo made > data.txt; cat data.txt; "
-        "echo x >> pkg/__init__.py || echo WRITE-REFUSED; false"
+        "echo x >> pkg/__init__.py || echo WRITE-REFUSED; "
+        "echo x >> Snakefile || echo FILE-WRITE-REFUSED; false"
     )
     script.write_text(render("test job", command, entry, python=python))
     if prefix:
@@ -399,13 +400,16 @@ def test_every_program_of_the_job_sees_the_snapshot_at_the_live_paths(
         )  # fmt: skip
     text = log.read_text()
     assert ran.returncode == 1, text
-    assert ran.stdout.splitlines() == ["V = 'snapshot'", "__init__.py", "made", "WRITE-REFUSED"]
+    assert ran.stdout.splitlines() == [
+        "V = 'snapshot'", "__init__.py", "made", "WRITE-REFUSED", "FILE-WRITE-REFUSED"
+    ]  # fmt: skip
     kind = "mount namespace" if user == "root" else "user and mount namespace"
     assert f"frozen: view: mount ({kind} on " in text
     assert "1 folder(s) and 2 file(s) of snapshot" in text
     # An ordinary user's write is refused by the file's mode (0444) before the mount's.
     refused = "Read-only file system" if user == "root" else "Permission denied"
     assert f"pkg/__init__.py: {refused}" in text
+    assert f"Snakefile: {refused}" in text
     assert "frozen-copy: per-job (--frozen-copy per-job)" in text
     assert (code / "pkg" / "__init__.py").read_text() == "V = 'edited'\n"
     assert (code / "data.txt").read_text() == "made\n"
@@ -571,7 +575,8 @@ def test_batch_script_runs_a_command_of_any_length_under_run(tmp_path: Path) -> 
     one argument it could not be longer than 128 KiB."""
     script = tmp_path / "job" / "job.sh"
     script.parent.mkdir()
-    long_command = f": {'x' * 200_000}; (sleep 302 &); echo RAN"
+    # (The pause lets the background shell become `sleep` before the command ends.)
+    long_command = f": {'x' * 200_000}; (sleep 302 &); sleep 0.5; echo RAN"
     script.write_text(render("test job", long_command, None))
     ran = subprocess.run(["bash", str(script)], cwd=script.parent, capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr

@@ -151,13 +151,16 @@ def _kept_flags(fd: int) -> int:
     return sum(ms for st, ms in _KEPT_FLAGS.items() if flags & st)
 
 
-def bind(source: int, target: int, target_path: str, read_only: bool) -> None:
+def bind(source: int, target: int) -> None:
     """Mount what `source` is over what `target` is (both O_PATH fds of this namespace, of
-    the same type); read-only if asked. `target_path` finds the new mount again, since
-    `target` stays the entry under it: what is found there must be the source."""
+    the same type). The new mount is read-only when the one `source` lies on is."""
     _mount(_fd_path(source), _fd_path(target), MS_BIND | MS_REC)
-    if not read_only:
-        return
+
+
+def make_read_only(source: int, target_path: str) -> None:
+    """Make the mount just bound from `source` at `target_path` read-only. The path finds
+    it again (the target's fd stays the entry under it): what is found there must be the
+    source."""
     top = os.open(target_path, _PATH)
     try:
         bound, found = os.fstat(source), os.fstat(top)

@@ -40,6 +40,7 @@ from snakemake_executor_plugin_frozen.node.namespace import (
     ViewUnavailable,
     bind,
     enter_namespace,
+    make_read_only,
     open_under,
     reopen,
     same_type,
@@ -73,17 +74,24 @@ def plan(entries: Mapping[str, str], whole: Iterable[str], live: Iterable[str] =
     of the copy outside them but those of `live`. `entries` maps the copy's paths to their
     kinds ("d", "f", "l")."""
     left = frozenset(live)
-    kept: list[str] = []
-    for folder in sorted({w for w in whole if entries.get(w) == "d" or w == ""}):
-        if not any(folder.startswith(k + "/") or k == "" for k in kept):
-            kept.append(folder)  # sorted: a folder comes after the folders above it
-    covered = tuple(k + "/" for k in kept)
-    everything = "" in kept
+    folders = {w for w in whole if entries.get(w) == "d" or w == ""}
+    if "" in folders:
+        return [Bind("", True)]
+    kept = sorted(f for f in folders if not _under(f, folders))
     return [Bind(k, True) for k in kept] + [
         Bind(path, False)
         for path, kind in sorted(entries.items())
-        if kind == "f" and not everything and not path.startswith(covered) and path not in left
+        if kind == "f" and path not in left and not _under(path, folders)
     ]
+
+
+def _under(path: str, folders: set[str]) -> bool:
+    """Whether a folder above `path` is one of `folders`."""
+    while "/" in path:
+        path = path.rpartition("/")[0]
+        if path in folders:
+            return True
+    return False
 
 
 def live_root(environ: Mapping[str, str]) -> Path:
@@ -213,13 +221,20 @@ def enter_view(request: ViewRequest, environ: Mapping[str, str]) -> tuple[dict[s
         live = reopen(live, str(live_path))
         opened.append(live)
         # The shared copy read-only (root ignores the files' modes); a per-job copy in its
-        # place, so that FROZEN_DIR and the live paths show the same files.
-        bind(source, copy, copy_path, read_only=not request.per_job)
+        # place, so that FROZEN_DIR and the live paths show the same files. Binds made from
+        # that mount are read-only as it is: no remount each (a remount per file grows
+        # slower with every mount on the copy's file system).
+        bind(source, copy)
+        if not request.per_job:
+            make_read_only(source, copy_path)
+        mounted = reopen(source, copy_path)
+        opened.append(mounted)
         binds = plan({p: f[0] for p, f in entries.items()}, request.whole, request.live)
+        sealed = None if request.per_job else entries
         missed = [
             f"{shlex.quote(b.path)}: {why}"
             for b in binds
-            if (why := _bind_one(source, live, live_path, b, None if request.per_job else entries))
+            if (why := _bind_one(mounted, live, b, sealed))
         ]
         os.chdir(os.getcwd())  # the working directory itself may lie under a new mount
     finally:
@@ -325,11 +340,7 @@ def view_exec(command: list[str], environ: MutableMapping[str, str]) -> int:
 
 
 def _bind_one(
-    source: int,
-    live: int,
-    live_path: Path,
-    item: Bind,
-    sealed: Mapping[str, tuple[str, ...]] | None,
+    source: int, live: int, item: Bind, sealed: Mapping[str, tuple[str, ...]] | None
 ) -> str:
     """Bind one entry; "" when done, else why it could not be."""
     try:
@@ -349,7 +360,7 @@ def _bind_one(
         try:
             if not same_type(info, os.fstat(target)):
                 return "replaced by something else since submission"
-            bind(entry, target, str(live_path / item.path), read_only=sealed is not None)
+            bind(entry, target)
         finally:
             os.close(target)
         return ""
