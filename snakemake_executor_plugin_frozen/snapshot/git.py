@@ -131,3 +131,90 @@ def split_z(output: bytes) -> list[str]:
     # One decoding of the whole output (the same, as no character's encoding holds a NUL
     # byte): decoding path by path costs more than the split.
     return [path for path in os.fsdecode(output).split("\0") if path]
+
+
+_C_ESCAPES = {
+    ord("a"): 7,
+    ord("b"): 8,
+    ord("t"): 9,
+    ord("n"): 10,
+    ord("v"): 11,
+    ord("f"): 12,
+    ord("r"): 13,
+    ord('"'): 34,
+    ord("\\"): 92,
+}
+_DIFF_START = re.compile(rb"^(?=diff --git )", re.MULTILINE)
+
+
+def _unquote(text: bytes) -> tuple[bytes, bytes] | None:
+    """A C-style quoted name at the start of ``text`` (as git quotes an unusual path) and
+    what follows it; None if ``text`` does not start with one."""
+    out = bytearray()
+    i = 1
+    while i < len(text):
+        c = text[i]
+        if c == 34:  # the closing quote
+            return bytes(out), text[i + 1 :]
+        if c == 92:
+            if i + 1 >= len(text):
+                return None
+            escaped = text[i + 1]
+            if 48 <= escaped <= 55:  # \ooo
+                digits = text[i + 1 : i + 4]
+                if len(digits) != 3 or not all(48 <= d <= 55 for d in digits):
+                    return None
+                out.append(int(digits, 8) & 0xFF)
+                i += 4
+                continue
+            if escaped not in _C_ESCAPES:
+                return None
+            out.append(_C_ESCAPES[escaped])
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return None
+
+
+def diff_path(header: bytes) -> bytes | None:
+    """The path a ``diff --git a/P b/P`` header names, P as bytes, of a diff made with
+    ``--no-renames`` and the prefixes a/ and b/ (so both names are the same path); None if
+    the header is anything else."""
+    rest = header.removeprefix(b"diff --git ")
+    if rest.startswith(b'"'):
+        first = _unquote(rest)
+        if first is None or not first[1].startswith(b' "'):
+            return None
+        second = _unquote(first[1][1:])
+        if second is None or second[1] or first[0][2:] != second[0][2:]:
+            return None
+        source, target = first[0], second[0]
+    else:
+        half = (len(rest) - 1) // 2  # "a/P b/P": both halves are as long
+        source, target = rest[:half], rest[half + 1 :]
+        if rest[half : half + 1] != b" " or source[2:] != target[2:]:
+            return None
+    if not (source.startswith(b"a/") and target.startswith(b"b/")):
+        return None
+    return source[2:]
+
+
+def diff_limited(diff: bytes, paths: set[bytes]) -> bytes:
+    """The parts of ``diff`` (``git diff --binary --no-renames`` with prefixes a/ and b/)
+    about ``paths`` (relative to the repository's top, as bytes): one part per file, each
+    starting with its ``diff --git`` line (no line of a patch, text or base85, can start
+    so). A part whose header cannot be read is left out."""
+    if not diff:
+        return diff
+    kept = []
+    for part in _DIFF_START.split(diff):
+        if not part:
+            continue
+        header = part.split(b"\n", 1)[0]
+        if not header.startswith(b"diff --git "):
+            continue  # nothing precedes the first part; never kept
+        path = diff_path(header)
+        if path is not None and path in paths:
+            kept.append(part)
+    return b"".join(kept)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from .archive import MANIFEST_NAME, read_member
 from .entries import LINK, Entry
-from .git import GitBatch
+from .git import GitBatch, diff_limited
 from .model import SelectionSettings, SnapshotError
 from .rules import leaves
 from .select import ADDED_BACK, EXPLICIT, Selection, normalise_suffixes
@@ -45,14 +45,19 @@ def _without_credentials(url: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-_DIFF = ["diff", "HEAD", "--binary", "--no-color", "--no-ext-diff", "--no-textconv"]
+# One part per path, each named the same way whatever the user's configuration (renames,
+# relative paths, prefixes, path quoting), so that ``diff_limited`` can read its path.
+_DIFF = [
+    *("-c", "core.quotePath=true", "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff"),
+    *("--no-textconv", "--no-renames", "--no-relative", "--src-prefix=a/", "--dst-prefix=b/"),
+]
 
 
 def start_git_record(root: str, excludes: list[str], spool: Path) -> GitBatch:
     """The git commands of ``git_record``, started now: they run while the files are read
     (``spool``: see ``GitBatch``)."""
     commands = [
-        ["rev-parse", "--verify", "-q", "HEAD^{commit}"],
+        ["rev-parse", "--show-prefix", "--verify", "-q", "HEAD^{commit}"],
         [*_DIFF, "--", ".", *excludes],
         ["config", "--get", "remote.origin.url"],
         ["symbolic-ref", "-q", "--short", "HEAD"],
@@ -60,25 +65,31 @@ def start_git_record(root: str, excludes: list[str], spool: Path) -> GitBatch:
     return GitBatch(commands, root, spool)
 
 
-def git_record(started: GitBatch, root: str, untracked: list[str]) -> dict:
+def git_record(started: GitBatch, root: str, untracked: list[str], paths: Iterable[str]) -> dict:
     """Commit, branch, remote, dirty flag, the uncommitted diff and the untracked files,
     from the commands of ``start_git_record``.
 
-    The diff (``git diff HEAD --binary``, limited to the code root) leaves out the
-    hard-excluded folders, whose tracked data could dwarf the code. It is stored as text
-    when it is valid UTF-8 and as base64 otherwise (``diff_encoding``). Without any commit
-    there is nothing to diff against: every file is uncommitted and the archive itself is
-    the record.
+    The diff (``git diff HEAD --binary``, limited to the code root) covers only ``paths``
+    (root-relative: the packed files and the selected ones deleted from the tree): a
+    credential left out of the archive, or a file excluded by ``--exclude`` or
+    ``.frozenignore``, must not be recorded through its diff either. Git is asked for the
+    code root's whole diff less the hard-excluded folders, whose tracked data could dwarf
+    the code (a list of every path would not fit a command line), and the parts of other
+    files are dropped. It is stored as text when it is valid UTF-8 and as base64 otherwise
+    (``diff_encoding``). Without any commit there is nothing to diff against: every file
+    is uncommitted and the archive itself is the record.
     """
     commit_out, diff_out, remote, branch = (
         run.stdout if run.returncode == 0 else None for run in started.wait()
     )
+    # ``--show-prefix`` first (the code root below the top, maybe empty), then the commit.
+    prefix, _, commit_out = (commit_out or b"").rstrip(b"\n").rpartition(b"\n")
     commit = _text(commit_out)
     diff = b""
     if commit:
         if diff_out is None:
             raise SnapshotError(f"git diff HEAD failed in {root}; cannot record the changes")
-        diff = diff_out
+        diff = diff_limited(diff_out, {prefix + os.fsencode(path) for path in paths})
     try:
         diff_text, encoding = diff.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -182,6 +193,19 @@ def _file_line(entry: Entry, digests: dict[str, str]) -> str:
     return line + "}"
 
 
+def _diffed(selection: Selection, entries: list[Entry]) -> set[str]:
+    """The paths whose diff the record holds: the packed ones, and the selected ones that
+    are gone from the tree (their deletion is the change; the diff shows only committed
+    content). Not a selected path that exists but was not packed (a folder, a pipe)."""
+    packed = {e.path for e in entries}
+    root = selection.root
+    return packed | {
+        p
+        for p in selection.paths
+        if p not in packed and not leaves(p) and not os.path.lexists(f"{root}/{p}")
+    }
+
+
 def build_manifest(
     snapshot_id: str,
     selection: Selection,
@@ -203,6 +227,7 @@ def build_manifest(
     from datetime import UTC, datetime
 
     found = selection.discovery
+    diffed = _diffed(selection, entries) if git is not None else ()
     fields = {
         "format": FORMAT,
         "id": snapshot_id,
@@ -229,7 +254,9 @@ def build_manifest(
             "data_excluded_paths": selection.data_excluded[:DATA_SHOWN],
             "warnings": list(warnings),
         },
-        "git": None if git is None else git_record(git, selection.root, selection.untracked),
+        "git": None
+        if git is None
+        else git_record(git, selection.root, selection.untracked, diffed),
         **environment(),
         **(extra or {}),
     }
