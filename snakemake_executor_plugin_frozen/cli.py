@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import TextIO
 
 from snakemake_executor_plugin_frozen.record import (
     diffing,
@@ -36,6 +37,7 @@ from snakemake_executor_plugin_frozen.record.snapshots import (
 )
 from snakemake_executor_plugin_frozen.record.table import size
 from snakemake_executor_plugin_frozen.record.which import Finder
+from snakemake_executor_plugin_frozen.shellwords import visible
 from snakemake_executor_plugin_frozen.snapshot import SelectionSettings, SnapshotError, pack
 from snakemake_executor_plugin_frozen.snapshot.git import try_git
 
@@ -259,9 +261,9 @@ def _pack(args: argparse.Namespace) -> int:
     )
     result = pack(root, store, settings, level=args.level)
     for warning in result.warnings:
-        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+        _say(f"{PROG}: warning: {warning}", file=sys.stderr)
     if args.json:
-        print(
+        _say(
             json.dumps(
                 {
                     "id": result.id,
@@ -279,15 +281,29 @@ def _pack(args: argparse.Namespace) -> int:
         )
     else:
         state = "stored" if result.created else "already stored, nothing written"
-        print(f"snapshot {result.id} ({state})")
-        print(f"  {result.files} files, {size(result.bytes)} selected")
-        print(f"  archive  {result.archive} ({size(result.archive_bytes)})")
-        print(f"  manifest {result.manifest}")
+        _say(f"snapshot {result.id} ({state})")
+        _say(f"  {result.files} files, {size(result.bytes)} selected")
+        _say(f"  archive  {result.archive} ({size(result.archive_bytes)})")
+        _say(f"  manifest {result.manifest}")
     return 0
 
 
+def _say(*values: object, file: TextIO | None = None, end: str = "\n") -> None:
+    """``print`` for people: a line holding a character a terminal would act on (an escape
+    sequence from a wildcard value or a file name, a carriage return) is shown escaped
+    (``shellwords.visible``). The commands escape their values themselves, so a line break in
+    a value cannot start a line; this is the net under everything else (messages too)."""
+    text = " ".join(map(str, values))
+    lines = text.split("\n")
+    print(
+        "\n".join(line if line.isprintable() else visible(line) for line in lines),
+        file=file,
+        end=end,
+    )
+
+
 def _print_json(value: object) -> None:
-    print(json.dumps(value))
+    print(json.dumps(value))  # exact: JSON escapes what a terminal would act on
 
 
 def _layout(args: argparse.Namespace) -> Layout:
@@ -299,7 +315,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(listing.as_json(found))
         return 0
-    print(listing.as_table(found.snapshots))
+    _say(listing.as_table(found.snapshots))
     if found.activity.slurm not in ("asked", "not needed"):
         _warn(f"whether jobs are pending or running is unknown: {found.activity.slurm}")
     if found.history.skipped:
@@ -322,7 +338,7 @@ def _show(args: argparse.Namespace) -> int:
         archive = None if snapshot.archive is None else str(snapshot.archive)
         _print_json({"id": snapshot.id, "archive": archive, "manifest": snapshot.manifest})
     else:
-        print(show.files_table(snapshot) if args.files else show.describe(snapshot))
+        _say(show.files_table(snapshot) if args.files else show.describe(snapshot))
     return 0
 
 
@@ -331,7 +347,7 @@ def _which(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(which.as_json(answers))
     else:
-        print(which.as_text(answers))
+        _say(which.as_text(answers))
     return 0 if all(a.found for a in answers) else 1
 
 
@@ -364,9 +380,9 @@ def _diff(args: argparse.Namespace) -> int:
     else:
         text = diffing.as_text((labels[0]["label"], labels[1]["label"]), difference)
         if text:
-            print(text)
+            _say(text)
         if patch:
-            print(patch, end="")
+            print(patch, end="")  # the files' own lines (their names escaped), as git shows
     return 0 if difference.identical else 1
 
 
@@ -385,7 +401,7 @@ def _restore(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(restore.as_json(done))
     else:
-        print(restore.as_text(done, snapshot))
+        _say(restore.as_text(done, snapshot))
     return 0
 
 
@@ -394,7 +410,7 @@ def _verify(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(verify.as_json(report))
     else:
-        print(verify.as_text(report))
+        _say(verify.as_text(report))
     return 0 if report.ok else 1
 
 
@@ -408,12 +424,12 @@ def _gc(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(gc.as_json(report))
     else:
-        print(gc.as_text(report))
+        _say(gc.as_text(report))
     return 0
 
 
 def _warn(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr)
+    _say(f"{PROG}: {message}", file=sys.stderr)
 
 
 COMMANDS = {
@@ -436,16 +452,16 @@ def _run(args: argparse.Namespace) -> int:
             os.chdir(args.workdir)
         return COMMANDS[args.command](args)
     except FileNotFoundError as e:  # -C DIR, or a folder vanishing under us
-        print(f"{PROG}: error: {e.filename or e}: {e.strerror}", file=sys.stderr)
+        _say(f"{PROG}: error: {e.filename or e}: {e.strerror}", file=sys.stderr)
         return 2
     except RecordError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        _say(f"{PROG}: error: {e}", file=sys.stderr)
         return 2 if args.command == "diff" else e.exit_code
     except SnapshotError as e:
         reason, _, detail = str(e).partition("\n")
-        print(f"{PROG}: error: {reason}", file=sys.stderr)
+        _say(f"{PROG}: error: {reason}", file=sys.stderr)
         if detail:
-            print(detail, file=sys.stderr)
+            _say(detail, file=sys.stderr)
         return 2 if args.command == "diff" else 1
     finally:
         os.chdir(start)
@@ -457,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
     except _UsageError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        _say(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0

@@ -17,6 +17,11 @@ replaced and appends to the new one.
 
 The file is private (0600): it names paths and wildcard values. Importing this module is
 cheap (no Snakemake, no snapshot engine).
+
+A record is trusted no more than the file: ``read`` skips (and counts) every record whose run
+id is not a plain name (``valid_run``: no ``/``, no ``..``, so ``.ended/<run>`` stays in its
+folder) or whose snapshot is neither None nor a full id (``valid_snapshot``), whoever wrote
+it; the record builders refuse them too.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +38,29 @@ from pathlib import Path
 
 JOURNAL = Path(".snakemake/frozen/journal.jsonl")  # relative to the working directory
 EVENTS = ("run", "submitted", "ended")
+# A run id is one file name (uuid4 as the executor makes them): it names `.ended/<run>`.
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_SNAPSHOT_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def valid_run(run: object) -> bool:
+    """``run`` can be a run id: a plain file name (letters, digits, ``_ . -``; not ``..``)."""
+    return isinstance(run, str) and _RUN_ID.fullmatch(run) is not None and ".." not in run
+
+
+def valid_snapshot(snapshot: object) -> bool:
+    """``snapshot`` can be a record's snapshot: None (mode off) or a full id (64 hex)."""
+    return snapshot is None or (
+        isinstance(snapshot, str) and _SNAPSHOT_ID.fullmatch(snapshot) is not None
+    )
+
+
+def _checked(run: str, snapshot: str | None = None) -> str:
+    if not valid_run(run):
+        raise ValueError(f"not a run id: {run!r}")
+    if not valid_snapshot(snapshot):
+        raise ValueError(f"not a snapshot id: {snapshot!r}")
+    return run
 
 
 def now() -> str:
@@ -51,7 +80,7 @@ def run_started(
     """The ``run`` record, written once when a run starts (``snapshot`` None in mode off)."""
     return {
         "event": "run",
-        "run": run,
+        "run": _checked(run, snapshot),
         "time": time or now(),
         "snapshot": snapshot,
         "code_root": os.path.abspath(code_root),
@@ -82,7 +111,7 @@ def submitted(
     """
     return {
         "event": "submitted",
-        "run": run,
+        "run": _checked(run, snapshot),
         "time": time or now(),
         "rule": rule,
         "wildcards": dict(wildcards),
@@ -113,7 +142,7 @@ def ended(
         raise ValueError(f"outcome must be 'success' or 'failed', not {outcome!r}")
     return {
         "event": "ended",
-        "run": run,
+        "run": _checked(run),
         "time": time or now(),
         "slurm_id": slurm_id,
         "outcome": outcome,
@@ -190,10 +219,12 @@ class Contents:
 
 
 def _is_record(record: object) -> bool:
+    """A journal record whose ids can be trusted as names (see the module docstring)."""
     return (
         isinstance(record, dict)
         and record.get("event") in EVENTS
-        and isinstance(record.get("run"), str)
+        and valid_run(record.get("run"))
+        and valid_snapshot(record.get("snapshot"))
     )
 
 

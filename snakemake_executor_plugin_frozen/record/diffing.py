@@ -10,9 +10,11 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from snakemake_executor_plugin_frozen.shellwords import visible
 from snakemake_executor_plugin_frozen.snapshot import SnapshotError, extract
 
 from . import environment
+from .confine import within
 from .errors import RecordError
 from .snapshots import Snapshot
 
@@ -76,7 +78,13 @@ class _Extracted:
             except SnapshotError as e:
                 raise RecordError(str(e)) from e
             self.ready = True
-        data = (self.dest / self.snapshot.member_name(path)).read_bytes()
+        member = within(self.dest / self.snapshot.member_name(path), self.dest)
+        if member is None:  # a manifest naming ../x would read beside the extraction
+            raise RecordError(
+                f"{path} of {self.snapshot.origin} lies outside the snapshot: its manifest is "
+                "not to be trusted (snakemake-frozen verify tells more)"
+            )
+        data = member.read_bytes()
         if hashlib.sha256(data).hexdigest() != self.snapshot.files()[path].get("sha256"):
             raise RecordError(f"{path} of {self.snapshot.origin} is not what its manifest records")
         return data
@@ -92,6 +100,7 @@ def _text_lines(data: bytes) -> list[str] | None:
 
 
 def _file_patch(path: str, old: bytes, new: bytes) -> str:
+    path = visible(path)  # the headers are for people; the lines are the files' own
     old_lines, new_lines = _text_lines(old), _text_lines(new)
     if old_lines is None or new_lines is None:
         return f"Binary files a/{path} and b/{path} differ\n"
@@ -155,4 +164,5 @@ def as_text(labels: tuple[str, str], difference: Difference) -> str:
         lines.append(
             f"E  {change.what} {change.name}: {change.a or '(none)'} -> {change.b or '(none)'}"
         )
-    return "\n".join(lines)
+    # Names, targets and recorded values may hold what a terminal acts on: one line each.
+    return "\n".join(visible(line) for line in lines)

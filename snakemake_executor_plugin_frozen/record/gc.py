@@ -7,6 +7,11 @@ the journal), batch scripts (``job-<run8>-*.sh``, ``array-<run8>-*.sh``), their
 store temporaries of packs that died more than a day ago. Logs of runs the journal does not
 know (from before it existed) are left alone.
 
+Nothing a record names is trusted as a path: every file to remove must lie under the log folder
+(or the store, for its temporaries) once the folders on its way are resolved (``confine``); a
+SLURM log must be a file or a link (never a folder); a rule-log copy's record must name a full
+id. What fails is refused with a note naming the record, and left untouched.
+
 The policy, judged by *last use*: a run's is its latest journal record; a snapshot's the
 latest last use of a run that used it, else when it was created.
 
@@ -33,10 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from snakemake_executor_plugin_frozen import journal
+from snakemake_executor_plugin_frozen.shellwords import visible
 
 from .activity import Activity, RunState, survey
+from .confine import within
 from .errors import RecordError
-from .history import History, Run
+from .history import History, Job, Run
 from .ids import SHORT
 from .layout import Layout
 from .snapshots import RECORD_SUFFIX, SnapshotStore
@@ -95,9 +102,10 @@ def _copy_id(paths: list[Path]) -> str | None:
     for path in paths:
         if path.name.endswith(RECORD_SUFFIX):
             try:
-                return json.loads(path.read_bytes())["id"]
+                found = json.loads(path.read_bytes())["id"]
             except (OSError, ValueError, KeyError, TypeError):
                 return None
+            return found if journal.valid_snapshot(found) and found is not None else None
     return None
 
 
@@ -181,8 +189,31 @@ class _Plan:
                 )
         return kept
 
+    def refuse(self, path: object, whose: str, why: str) -> None:
+        self.report.notes.append(f"refused: {path}, named by {whose}, {why}; left it untouched")
+
+    def confined(self, path: object, root: Path, whose: str) -> Path | None:
+        """``path`` resolved if it lies under ``root`` (else None, and a note says why)."""
+        where = within(path, root) if isinstance(path, str | Path) else None
+        if where is None:
+            self.refuse(path, whose, f"lies outside {root}")
+        return where
+
+    def log_file(self, job: Job) -> Path | None:
+        """The job's SLURM log, if the record names one that is safe to remove."""
+        whose = f"the journal's record of run {job.run} (SLURM job {job.slurm_id})"
+        where = self.confined(job.record["log"], self.layout.logdir, whose)
+        if where is not None and os.path.isdir(where) and not os.path.islink(where):
+            self.refuse(where, whose, "is a folder, not a log file")
+            return None
+        return where
+
     def run_files(self, run: Run, kept_tags: set[str]) -> list[Path]:
-        paths = [Path(job.record["log"]) for job in run.jobs if job.record.get("log")]
+        paths = [
+            where
+            for job in run.jobs
+            if job.record.get("log") and (where := self.log_file(job)) is not None
+        ]
         tag = run.id[:RUN_TAG]
         if tag not in kept_tags:  # a kept run with the same tag keeps the scripts
             paths += self.files.scripts.get(tag, [])
@@ -201,13 +232,15 @@ def _inode_bytes(paths: list[Path]) -> int:
     return sum(sts[0].st_size for sts in links.values() if len(sts) >= sts[0].st_nlink)
 
 
-def _unlink(path: Path) -> None:
+def _unlink(path: Path, folders: set[Path]) -> None:
+    """Remove the file (or link) ``path``; a folder only if it is one of ``folders``."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
     except IsADirectoryError:
-        shutil.rmtree(path, ignore_errors=True)
+        if path in folders:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _prune_empty(folders: set[Path], logdir: Path) -> None:
@@ -244,6 +277,7 @@ class _Removal:
     runs: list[str]
     store_files: list[Path]  # removed through the store, under its lock
     other_files: list[Path]  # rule-log copies, runs' files, stale temporaries
+    folders: set[Path]  # of other_files, those removed whole: .ended/<run>, temporaries
 
 
 def _decide(
@@ -264,10 +298,17 @@ def _decide(
     runs = [r for r in plan.history.runs if r not in kept]
     kept_tags = {run_id[:RUN_TAG] for run_id in kept}
     ended = plan.layout.logdir / ".ended"
+    logdir, store = plan.layout.logdir, plan.layout.store
     other = [p for s in snapshots for p in uses[s].copies]
     other += [p for r in runs for p in plan.run_files(plan.history.runs[r], kept_tags)]
-    other += [ended / r for r in runs]
-    other += _stale_temporaries(plan.layout.store, plan.now)
+    other = [w for p in other if (w := plan.confined(p, logdir, "the log folder's scan"))]
+    folders = [w for r in runs if (w := plan.confined(ended / r, logdir, f"the journal's run {r}"))]
+    folders += [
+        w
+        for p in _stale_temporaries(store, plan.now)
+        if (w := plan.confined(p, store, "the store's scan"))
+    ]
+    other += folders
     stored = [
         p
         for s in snapshots
@@ -278,6 +319,7 @@ def _decide(
         runs,
         [p for p in stored if os.path.lexists(p)],
         [p for p in other if os.path.lexists(p)],
+        set(folders),
     )
 
 
@@ -286,8 +328,9 @@ def _remove(plan: _Plan, removal: _Removal) -> int:
     for snapshot_id in removal.snapshots:
         plan.store.files.discard(snapshot_id)  # under the store's lock, record first
     for path in removal.other_files:
-        _unlink(path)
-    _prune_empty({p.parent for p in removal.other_files}, plan.layout.logdir)
+        _unlink(path, removal.folders)
+    logdir = Path(os.path.realpath(plan.layout.logdir))  # other_files are resolved
+    _prune_empty({p.parent for p in removal.other_files}, logdir)
     gone = set(removal.runs)
     return journal.rewrite(plan.layout.journal, lambda record: record["run"] not in gone)
 
@@ -348,8 +391,8 @@ def as_json(report: GcReport) -> dict:
 
 
 def as_text(report: GcReport) -> str:
-    lines = [f"note: {note}" for note in report.notes]
-    lines += [f"kept run {run}: {why}" for run, why in report.kept_for_jobs.items()]
+    lines = [f"note: {visible(note)}" for note in report.notes]
+    lines += [f"kept run {run}: {visible(why)}" for run, why in report.kept_for_jobs.items()]
     verb = "would remove" if report.dry_run else "removed"
     lines += [f"{verb} snapshot {s[:SHORT]}" for s in report.snapshots]
     lines.append(

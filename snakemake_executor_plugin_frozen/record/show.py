@@ -6,6 +6,7 @@ import base64
 import difflib
 import hashlib
 
+from snakemake_executor_plugin_frozen.shellwords import visible
 from snakemake_executor_plugin_frozen.snapshot import SnapshotError
 from snakemake_executor_plugin_frozen.snapshot.archive import read_member
 
@@ -109,7 +110,7 @@ def describe(snapshot: Snapshot) -> str:
     for warning in (m.get("selection") or {}).get("warnings", []):
         lines.append(("warning", warning))
     width = max(len(key) for key, _ in lines)
-    return "\n".join(f"{key.ljust(width)}  {value}" for key, value in lines)
+    return "\n".join(f"{key.ljust(width)}  {visible(str(value))}" for key, value in lines)
 
 
 def files_table(snapshot: Snapshot) -> str:

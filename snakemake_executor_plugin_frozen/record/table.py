@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from snakemake_executor_plugin_frozen.shellwords import visible
+
 
 def render(headers: Sequence[str], rows: Sequence[Sequence[object]], right: str = "") -> str:
     """Columns two spaces apart, each as wide as its widest cell; the columns whose
-    header is in ``right`` (space-separated names) are right-aligned, as numbers are."""
+    header is in ``right`` (space-separated names) are right-aligned, as numbers are. A
+    cell's characters a terminal would act on (escape sequences, line breaks: wildcard values
+    and file names may hold them) are shown escaped (``shellwords.visible``)."""
     right_aligned = set(right.split())
-    cells = [list(headers), *([str(c) for c in row] for row in rows)]
+    cells = [list(headers), *([visible(str(c)) for c in row] for row in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for row in cells:

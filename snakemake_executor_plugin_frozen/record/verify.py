@@ -12,6 +12,7 @@ from pathlib import Path
 
 from snakemake_executor_plugin_frozen.snapshot.archive import MANIFEST_NAME
 
+from .confine import within
 from .errors import RecordError
 from .ids import SHORT
 from .layout import Layout
@@ -137,6 +138,9 @@ class Verifier:
         ids = self.store.ids()
         for copy in sorted(self.layout.logdir.glob(f"*/{COPY_PREFIX}*{ARCHIVE_SUFFIX}")):
             short = copy.name.removeprefix(COPY_PREFIX).removesuffix(ARCHIVE_SUFFIX)
+            if within(copy, self.layout.logdir) is None:  # a rule folder linked elsewhere
+                self.report.notes.append(f"{copy}: lies outside the log folder; not read")
+                continue
             matches = [i for i in ids if i.startswith(short)]
             if wanted is not None and not set(matches) & wanted:
                 continue

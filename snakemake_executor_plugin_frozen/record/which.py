@@ -11,6 +11,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from snakemake_executor_plugin_frozen.shellwords import visible
+
 from .history import History, Job
 from .ids import SHORT
 from .layout import Layout
@@ -190,7 +192,7 @@ def as_text(answers: list[Answer]) -> str:
         parts.append(render(headers, rows))
     for a in answers:
         for note in a.notes:
-            parts.append(f"{a.output}: note: {note}")
+            parts.append(f"{visible(a.output)}: note: {visible(note)}")
         if not a.found:
-            parts.append(f"{a.output}: {a.reason}")
+            parts.append(f"{visible(a.output)}: {visible(str(a.reason))}")
     return "\n".join(parts)
