@@ -13,6 +13,7 @@ Below the per-user folder, everything goes through folder fds.
 import fcntl
 import os
 import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -21,9 +22,11 @@ from snakemake_executor_plugin_frozen.dirfd import (
     FOLDER,
     READ,
     discard,
+    file_kind,
     is_at,
     new_file,
     remove_tree,
+    up,
 )
 from snakemake_executor_plugin_frozen.node.scratch import NodeError, kind, scratch_error
 
@@ -31,16 +34,33 @@ _SEAL = "snakemake-frozen seal 1"
 _TYPES = {stat.S_IFDIR: "d", stat.S_IFREG: "f", stat.S_IFLNK: "l"}
 
 
+LOCK_WAIT = 600.0
+"""Seconds a job waits for its snapshot's lock (extracting a large snapshot takes a while)
+before it gives up, naming the lock and its holder."""
+
+
 @contextmanager
 def locked(base: int, snapshot_id: str) -> Iterator[None]:
     """Hold `<id>.lock`. Its holder may remove it (with the copy); a job that was waiting
     on the removed file then holds a lock nobody else can see, so it lets go and takes the
-    file now at that name: two jobs never both hold the lock of one id."""
+    file now at that name: two jobs never both hold the lock of one id.
+
+    Never waits without a bound: the lock is polled for LOCK_WAIT seconds, then NodeError
+    names the lock file, its holder and what to do. Anything but a regular file at the
+    name (a FIFO would block the open) is refused."""
     name = f"{snapshot_id}.lock"
+    deadline = time.monotonic() + LOCK_WAIT
     while True:
-        fd = os.open(name, READ | os.O_CREAT, 0o600, dir_fd=base)
+        fd = os.open(name, READ | os.O_CREAT | os.O_NONBLOCK, 0o600, dir_fd=base)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                where = _path_of(base, name)
+                raise NodeError(
+                    f"the lock file {where} is {file_kind(info)}, not a regular file: "
+                    f"it is not this plugin's; remove it (rm {where}) and run the job again"
+                )
+            _wait_for(fd, base, name, deadline, info)
             if is_at(fd, base, name):
                 break
         except BaseException:
@@ -51,6 +71,64 @@ def locked(base: int, snapshot_id: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _wait_for(fd: int, base: int, name: str, deadline: float, info: os.stat_result) -> None:
+    pause = 0.01
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, 0.5)
+    where = _path_of(base, name)
+    holder, pid = _lock_holder(info)
+    waited = f"waited {LOCK_WAIT:g} s for the lock {where} of this snapshot's copy"
+    if holder:
+        raise NodeError(
+            f"{waited}, held by {holder}: another job of this snapshot on this node is still "
+            f"extracting it, or is stuck; if it is stuck, end it (kill {pid}), then run this "
+            "job again"
+        )
+    raise NodeError(
+        f"{waited}, held by a process not known here: if no job of this snapshot runs on "
+        f"this node, remove the lock (rm {where}), then run this job again"
+    )
+
+
+def _lock_holder(info: os.stat_result) -> tuple[str, str]:
+    """Who holds a flock on the file `info`, from /proc/locks: ("pid N (command)", "N"), or
+    ("", "") when it cannot be told."""
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    try:
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return "", ""
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device:
+            pid = fields[4]
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    command = f.read(200).replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                command = ""
+            return (f"pid {pid} ({command})" if command else f"pid {pid}"), pid
+    return "", ""
+
+
+def _path_of(base: int, name: str) -> str:
+    """The path of `name` in the folder open as `base`, for a message."""
+    try:
+        return os.path.join(os.readlink(f"/proc/self/fd/{base}"), name)
+    except OSError:
+        return name
 
 
 def _write_atomic(folder: int, name: str, data: bytes, mode: int) -> None:
@@ -74,18 +152,38 @@ def seal(base: int, snapshot_id: str, archive_sha256: str) -> bytes:
 
 
 def _scan(folder: int, prefix: str, fields: list[str]) -> None:
-    with os.scandir(folder) as listing:
+    """Every entry below the folder open as `folder`, sorted, each folder followed by what
+    it holds; without recursion and with one fd of `folder`'s tree open at a time."""
+    fd = os.dup(folder)
+    # Per folder on the way down: its prefix, identity, entries still to record (reversed).
+    path: list[tuple[str, os.stat_result, list[tuple[str, os.stat_result]]]] = []
+    try:
+        path.append((prefix, os.fstat(fd), _listing(fd)))
+        while path:
+            here, _, left = path[-1]
+            if not left:
+                path.pop()
+                if path:
+                    fd = up(fd, path[-1][1])
+                continue
+            name, info = left.pop()
+            if not stat.S_ISDIR(info.st_mode):
+                fields.append(_record(here + name, info))
+                continue
+            inner = os.open(name, FOLDER, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+            inside = os.fstat(fd)
+            fields.append(_record(here + name, inside))  # the one descended into
+            path.append((f"{here}{name}/", inside, _listing(fd)))
+    finally:
+        os.close(fd)
+
+
+def _listing(fd: int) -> list[tuple[str, os.stat_result]]:
+    with os.scandir(fd) as listing:
         found = sorted((e.name, e.stat(follow_symlinks=False)) for e in listing)
-    for name, info in found:
-        if not stat.S_ISDIR(info.st_mode):
-            fields.append(_record(prefix + name, info))
-            continue
-        inner = os.open(name, FOLDER, dir_fd=folder)
-        try:
-            fields.append(_record(prefix + name, os.fstat(inner)))  # the one descended into
-            _scan(inner, f"{prefix}{name}/", fields)
-        finally:
-            os.close(inner)
+    return found[::-1]
 
 
 def _record(path: str, info: os.stat_result) -> str:

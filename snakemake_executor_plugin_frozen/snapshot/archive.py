@@ -22,16 +22,19 @@ had the recorded sha256.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import posixpath
 import shutil
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from ..dirfd import FOLDER, descend, new_file
+from ..dirfd import FOLDER, descend, file_kind, new_file
 from .entries import Entry
 from .hashing import CHUNK, read_verified
 from .model import SnapshotError
@@ -275,12 +278,34 @@ class _HashingSource:
 
 @contextmanager
 def _opened(archive: Path) -> Iterator[_HashingSource]:
+    """The archive, open for reading: the store's own regular file. A link is not followed
+    and a FIFO, device or socket is refused at once (opened non-blocking, so that a FIFO
+    planted at its name cannot hang the job, and every job waiting on its lock)."""
     try:
-        f = open(archive, "rb")  # noqa: SIM115 -- closed below; only opening is guarded
+        fd = os.open(archive, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise _not_a_file(archive, "a symbolic link") from e
         raise SnapshotError(f"cannot read {archive}: {e.strerror or e}") from e
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_a_file(archive, file_kind(info))
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        f = open(fd, "rb")  # noqa: SIM115 -- closed below; only opening is guarded
+    except BaseException:
+        os.close(fd)
+        raise
     with f:
         yield _HashingSource(f, archive)
+
+
+def _not_a_file(archive: Path, what: str) -> SnapshotError:
+    return SnapshotError(
+        f"refusing to read {archive}: it is {what}, not a regular file, so not the archive "
+        "the store wrote; remove it and run the workflow again (snakemake --executor "
+        "frozen ...) to store the snapshot anew"
+    )
 
 
 @contextmanager
