@@ -28,6 +28,8 @@ SECRET_PATTERNS = (
     ".netrc",
     ".pgpass",
     ".pypirc",
+    "shadow",  # /etc/shadow, reached through a link
+    "gshadow",
     "*credential*",
     "*secret*",
     "*token*",

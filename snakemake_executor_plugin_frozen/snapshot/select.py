@@ -28,7 +28,11 @@ Rules, highest priority first:
 7. Files that look like credentials (``rules.looks_secret``: ``.env``, ``*.pem``, ``id_rsa``,
    ``*token*``, ``.ssh/``, ...), tracked or not, are left out of what rules 4 and 5 found,
    with a warning naming them, unless an ``allow_secrets`` pattern admits them. Explicitly
-   named ones are packed, with a warning.
+   named ones are packed, with a warning. A symbolic link is judged by its target too
+   (``deploy_key.txt -> ~/.ssh/id_ed25519``): one whose target (its real path, or the first
+   hop) looks like a credential is left out likewise, the warning naming link and target,
+   unless a pattern admits the link's path (or, inside the root, the target's). Other links
+   are packed as ``entries`` decides; those leading out of the root are warned about.
 """
 
 from __future__ import annotations
@@ -240,18 +244,37 @@ def select(
         del origin[path]
     for path in named:
         origin[path] = EXPLICIT
+    links = _links(root, [p for p in origin if not leaves(p)])
+    secret_links = _secret_links(root, links, settings.allow_secrets)
+    named_secret_links = [p for p in secret_links if origin[p] == EXPLICIT]
+    secret_links = [p for p in secret_links if origin[p] != EXPLICIT]
+    for path in secret_links:
+        del origin[path]
 
     # A data file named explicitly is packed all the same (rule 2).
     data_excluded = [p for p in (*data_included, *data_added) if p not in origin]
     data_excluded += (f"{d}/" for d in found.data_folders)
     warnings += _warnings(found, rules, origin, dropped)
-    if secrets:
+    left_out = sorted([*secrets, *(f"{p} -> {links[p]}" for p in secret_links)])
+    if left_out:
         warnings.append(
-            f"{len(secrets)} file(s) that look like credentials were left out of the snapshot: "
-            f"{listing(secrets, limit=20)}; to pack some anyway, name them with "
+            f"{len(left_out)} file(s) that look like credentials were left out of the snapshot "
+            f"(a symbolic link by its target too): {listing(left_out, limit=20)}; to pack "
+            f"some anyway, name them (the link, not its target) with "
             f"{settings.option('allow_secrets')} PATTERN (gitignore syntax)"
         )
     named_secrets = [p for p in named if looks_secret(p)]
+    named_secrets += (f"{p} -> {links[p]}" for p in named_secret_links)
+    leaving = [
+        f"{p} -> {target}"
+        for p, target in sorted(links.items())
+        if p in origin and target[0] == "/"
+    ]
+    if leaving:
+        warnings.append(
+            f"{len(leaving)} symbolic link(s) lead out of the code root {root}; the snapshot "
+            f"holds a copy of each target's content, not the link: {listing(leaving, limit=20)}"
+        )
     if named_secrets:
         warnings.append(
             "files that look like credentials are packed because the workflow names them "
@@ -279,6 +302,56 @@ def _secrets(origin: dict[str, str], allowed: tuple[str, ...]) -> list[str]:
     return sorted(
         p for p in origin if looks_secret(p) and not (spec is not None and spec.match_file(p))
     )
+
+
+def _links(root: str, paths: list[str]) -> dict[str, str]:
+    """The symbolic links among the root-relative ``paths``, each with its target's real
+    path: root-relative inside the root, absolute outside it. Dangling links and loops are
+    left to ``entries`` (skipped with a warning). One listing per folder, no stat per file:
+    the folder's entries tell the links apart."""
+    by_folder: dict[str, list[str]] = {}
+    for path in paths:
+        folder, _, name = path.rpartition("/")
+        by_folder.setdefault(folder, []).append(name)
+    links: dict[str, str] = {}
+    for folder, names in by_folder.items():
+        full = f"{root}/{folder}" if folder else root
+        try:
+            with os.scandir(full) as it:
+                linked = {e.name for e in it if e.is_symlink()}
+        except OSError:
+            continue  # a folder gone or unreadable: entries says so
+        for name in linked.intersection(names):
+            path = f"{folder}/{name}" if folder else name
+            try:
+                real = os.path.realpath(f"{root}/{path}", strict=True)
+            except OSError:
+                continue
+            rel = os.path.relpath(real, root)
+            links[path] = real if leaves(rel) else rel
+    return links
+
+
+def _secret_links(root: str, links: dict[str, str], allowed: tuple[str, ...]) -> list[str]:
+    """Links whose target looks like a credential (``looks_secret`` of its path: inside the
+    root relative to it, outside by its folders and name) and that no ``allowed`` pattern
+    admits by the link's path (or, inside the root, its target's). The first hop of a chain
+    of links counts too."""
+    spec = compile_ignore(allowed)
+    found = []
+    for path, target in links.items():
+        try:
+            hop = os.path.join(os.path.dirname(path), os.readlink(f"{root}/{path}"))
+        except OSError:
+            hop = target  # replaced meanwhile: entries sees what is there
+        if not (looks_secret(target) or looks_secret(os.path.normpath(hop))):
+            continue
+        if spec is not None and (
+            spec.match_file(path) or (target[0] != "/" and spec.match_file(target))
+        ):
+            continue
+        found.append(path)
+    return sorted(found)
 
 
 def _warnings(
