@@ -3,11 +3,16 @@ from them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import shlex
+import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from snakemake_executor_plugin_frozen.dirfd import remove_tree
 from snakemake_executor_plugin_frozen.snapshot import SnapshotError, extract
 
 from .errors import RecordError
@@ -31,22 +36,139 @@ class Restored:
     job: Job | None  # the journal's job for --output
 
 
-def _prepare(dest: Path) -> None:
-    """Refuse a DEST that holds anything; an empty folder is replaced by the restored one."""
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def _owner(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _prepare(dest: Path) -> bool:
+    """Refuse a DEST that is not a new folder or an empty folder of the user's own, with a
+    message naming it and what to do; True if it exists."""
+    try:
+        st = os.lstat(dest)
+    except FileNotFoundError:
+        ancestor = dest.parent
+        while not os.path.lexists(ancestor):
+            ancestor = ancestor.parent
+        if not os.path.isdir(ancestor) or not os.access(ancestor, os.W_OK | os.X_OK):
+            raise RecordError(
+                f"cannot restore into {dest}: you may not create folders in {ancestor}; give "
+                "a new or empty folder of your own"
+            ) from None
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        raise RecordError(
+            f"{dest} is a symbolic link (to {os.readlink(dest)}): restore writes only into a "
+            "real folder, never where a link points; give the folder itself "
+            f"({os.path.realpath(dest)}) or a new folder"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise RecordError(f"{dest} exists and is not a folder: give a new or empty folder")
+    if os.geteuid() != 0 and st.st_uid != os.geteuid():
+        raise RecordError(
+            f"{dest} belongs to {_owner(st.st_uid)}, not to you: restore only into a new "
+            "folder or an empty folder of your own"
+        )
     try:
         entries = os.listdir(dest)
-    except FileNotFoundError:
-        return
-    except NotADirectoryError:
+    except OSError as e:
         raise RecordError(
-            f"{dest} exists and is not a folder: give a new or empty folder"
+            f"cannot read the folder {dest} ({e.strerror}): give a new or empty folder of your own"
         ) from None
     if entries:
         raise RecordError(
             f"{dest} is not empty ({len(entries)} entries): restore only writes into a new or "
             "empty folder, so nothing of yours is overwritten"
         )
-    dest.rmdir()  # extract() writes a private folder beside it and renames it into place
+    if not os.access(dest, os.W_OK | os.X_OK):
+        raise RecordError(f"you may not write in {dest}: give a new or empty folder of your own")
+    return True
+
+
+def _modes(readers: int) -> tuple[int, int]:
+    """The masks for restored files and the mode of restored folders.
+
+    The manifest records 0644 or 0755 per file (only the executable bit: the mode is part
+    of the id), not whether the file was private. The store's own copies are readable by
+    the group or others only if every file of the snapshot was (``copy_mode``), so their
+    read bits ``readers`` are the most the restored files may grant: a snapshot holding a
+    private file comes back 0600/0700 with 0700 folders, else the recorded modes. The
+    user's umask narrows both further (never the owner's own bits)."""
+    mask = 0o700 | readers | (readers >> 2)  # read, and search/execute with it
+    mask &= ~(_umask() & 0o077)
+    return mask, 0o755 & mask
+
+
+def _set_modes(top: Path, file_mask: int, folder_mode: int) -> None:
+    """Narrow every file's mode and set every folder's, below ``top`` (in a private folder
+    while this runs): without recursion, never through a link."""
+    pending = [top]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(folder) as listing:
+            for entry in listing:
+                if entry.is_symlink():
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                else:
+                    mode = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
+                    os.chmod(entry.path, mode & file_mask, follow_symlinks=False)
+        os.chmod(folder, folder_mode, follow_symlinks=False)
+
+
+def _extract(archive: Path, dest: Path, existed: bool, sha256: str | None, readers: int) -> None:
+    """Extract into a private folder inside ``dest`` (made 0700 if new), narrow the modes
+    there, then move the entries up and give ``dest`` its final mode: no file is ever
+    reachable by others with a wider mode than it ends with."""
+    file_mask, folder_mode = _modes(readers)
+    if not existed:
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)  # the umask's default modes
+            os.mkdir(dest, 0o700)
+        except OSError as e:
+            raise RecordError(f"cannot create {dest}: {e.strerror}", exit_code=1) from None
+    staging = Path(tempfile.mkdtemp(prefix=".frozen-restore-", dir=dest))
+    done = False
+    try:
+        tree = staging / "tree"
+        try:
+            # extract checks the sha256 again, of the very bytes it extracts
+            extract(archive, tree, sha256)
+        except SnapshotError as e:
+            raise RecordError(str(e), exit_code=1) from e
+        _set_modes(tree, file_mask, folder_mode)
+        for name in os.listdir(tree):
+            os.rename(tree / name, dest / name)
+        os.chmod(dest, folder_mode)
+        done = True
+    except OSError as e:
+        raise RecordError(f"cannot restore into {dest}: {e}", exit_code=1) from None
+    finally:
+        folder = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            remove_tree(folder, staging.name)
+        finally:
+            os.close(folder)
+        if not done and not existed:
+            with contextlib.suppress(OSError):
+                os.rmdir(dest)  # only if nothing was moved in
 
 
 def _argv_snakefile(argv: list[str]) -> str | None:
@@ -94,12 +216,9 @@ def restore(
     dest = Path(os.path.abspath(dest))
     job = None if output is None else _job_for(snapshot, finder, output)
     archive = snapshot.check_archive()  # a clear refusal before anything is written
-    _prepare(dest)
-    try:
-        # extract checks the sha256 again, of the very bytes it extracts
-        extract(archive, dest, snapshot.archive_sha256)
-    except SnapshotError as e:
-        raise RecordError(str(e), exit_code=1) from e
+    existed = _prepare(dest)
+    readers = stat.S_IMODE(os.stat(archive).st_mode) & 0o044
+    _extract(archive, dest, existed, snapshot.archive_sha256, readers)
     code_root = dest / snapshot.prefix if snapshot.prefix else dest
     relative = snakefile_in(snapshot, finder.history, job.run if job else None)
     snakefile = code_root / relative if relative else None

@@ -54,6 +54,7 @@ class Entry:
     key: StatKey | None  # stat of the content when selected (files only)
     outside: str  # real path of a file reached through a link leaving the root, else ""
     readers: int = 0o044  # the group/other read bits of the file in the tree
+    group: int = -1  # the file's group in the tree (files only)
 
     @property
     def mode(self) -> int:
@@ -65,17 +66,45 @@ class Entry:
 def _file_entry(path: str, source: str, st: os.stat_result, outside: str = "") -> Entry:
     key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)  # stat_key, inlined: hot
     executable = bool(st.st_mode & stat.S_IXUSR)
-    return Entry(path, FILE, st.st_size, executable, "", source, key, outside, st.st_mode & 0o044)
+    readers = st.st_mode & 0o044
+    return Entry(path, FILE, st.st_size, executable, "", source, key, outside, readers, st.st_gid)
 
 
-def copy_mode(entries: list[Entry]) -> int:
+class CopyMode(int):
+    """A mode for the snapshot's own files, with the group it is meant for: ``group`` is
+    the gid the copies must have for their group-read bit to mean what it meant for the
+    files (None: any group, as when everyone may read every file anyway)."""
+
+    group: int | None
+
+    def __new__(cls, mode: int, group: int | None = None) -> CopyMode:
+        self = super().__new__(cls, mode)
+        self.group = group
+        return self
+
+
+def copy_mode(entries: list[Entry]) -> CopyMode:
     """The mode of the snapshot's own files (archive, manifest): read-only, and readable by
     the group or others only if every file of the snapshot is: no copy is readable by more
-    people than the files it holds."""
+    people than the files it holds.
+
+    The group bit means nothing without the group: a 0640 file of the project group read
+    through a 0440 copy of the packer's group would reach people the file refused. So the
+    rule (simplest that is safe): when every file is readable by others, the copies are too
+    (0444, whatever their group); else group read is kept only if every file with it has
+    the same group, and the copies are then given that group (``CopyMode.group``; the store
+    drops the bit where it cannot chgrp); files of differing groups give 0400."""
     readers = 0o044
+    groups = set()
     for entry in entries:
         readers &= entry.readers
-    return 0o400 | readers
+        if entry.kind == FILE:
+            groups.add(entry.group)
+    if readers & 0o004 or not readers & 0o040:
+        return CopyMode(0o400 | readers)
+    if len(groups) == 1:
+        return CopyMode(0o400 | readers, groups.pop())
+    return CopyMode(0o400 | (readers & ~0o040))
 
 
 def _link_entry(root: str, path: str, full: str, real: str) -> Entry:

@@ -79,7 +79,8 @@ class Store:
     def write_atomic(
         self, path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True
     ) -> None:
-        """Write ``path`` through a temporary file; ``mode`` exactly, whatever the umask.
+        """Write ``path`` through a temporary file; ``mode`` exactly, whatever the umask
+        (a ``CopyMode``'s group-read bit only with its group, see ``_grouped``).
         ``durable``: on disk before it replaces ``path`` (not needed for a cache whose loss
         or damage only costs reading the files again)."""
         tmp = self.temp_path(path.suffix)
@@ -88,7 +89,7 @@ class Store:
             with open(fd, "wb") as f:
                 f.write(data)
                 f.flush()
-                os.fchmod(f.fileno(), mode)
+                os.fchmod(f.fileno(), _grouped(f.fileno(), mode))
                 if durable:
                     os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -128,9 +129,20 @@ class Store:
         """Take away the read bits ``mode`` lacks (a file of the snapshot became private),
         and every write bit (snapshots are read-only); never widen."""
         for path in (self.archive_path(snapshot_id), self.record_path(snapshot_id)):
-            current = stat.S_IMODE(path.stat().st_mode)
-            if current & ~mode:
-                path.chmod(current & mode)
+            st = path.stat()
+            current = stat.S_IMODE(st.st_mode)
+            wanted = current & mode
+            group = getattr(mode, "group", None)
+            if wanted & 0o040 and group is not None and st.st_gid != group:
+                # A copy of another group: no group read while its group changes, and
+                # none after where the group cannot be changed.
+                current = wanted & ~0o040
+                path.chmod(current)
+                with contextlib.suppress(OSError):
+                    os.chown(path, -1, group, follow_symlinks=False)
+                    wanted = current | 0o040
+            if current != wanted:
+                path.chmod(wanted)
 
     def clock_stamp(self) -> int:
         """The current time as this filesystem stamps files (its clock and granularity)."""
@@ -164,7 +176,29 @@ class Store:
             existing = self.load_record(snapshot_id)
             if existing is not None:
                 return existing
-            archive.chmod(mode)
+            fd = os.open(archive, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fchmod(fd, _grouped(fd, mode))
+            finally:
+                os.close(fd)
             os.replace(archive, self.archive_path(snapshot_id))
             self.write_atomic(self.record_path(snapshot_id), record, mode)
             return None
+
+
+def _grouped(fd: int, mode: int) -> int:
+    """``mode`` for the open file ``fd``, its group set first where ``mode`` is a
+    ``CopyMode`` whose group-read bit is meant for one group (see ``entries.copy_mode``):
+    the file is given that group, or, where it cannot be (the packer is not in it), the
+    group-read bit is dropped. The file is private while its group changes."""
+    group = getattr(mode, "group", None)
+    if group is None or not mode & 0o040:
+        return int(mode)
+    try:
+        st = os.fstat(fd)
+        if st.st_gid != group:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o700)
+            os.fchown(fd, -1, group)
+    except OSError:
+        return int(mode) & ~0o040
+    return int(mode)
