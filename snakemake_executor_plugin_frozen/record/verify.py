@@ -6,17 +6,18 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import tarfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from snakemake_executor_plugin_frozen.snapshot.archive import MANIFEST_NAME
+from snakemake_executor_plugin_frozen.snapshot.archive import MANIFEST_MAX_BYTES, MANIFEST_NAME
 
 from .confine import within
 from .errors import RecordError
 from .ids import SHORT
 from .layout import Layout
-from .members import Member, decode_error, members
+from .members import Member, _zstd, decode_error, members
 from .snapshots import ARCHIVE_SUFFIX, RECORD_SUFFIX, Snapshot, SnapshotStore, sha256_of
 
 # Added by the store to its record of the archive's manifest: not in the archive's copy.
@@ -57,14 +58,47 @@ class _Hashes:
         return self.known[key]
 
 
+def _first_member(archive: Path) -> tuple[bytes | None, str]:
+    """The archive's first member, the manifest, read bounded (at most MANIFEST_MAX_BYTES,
+    never a sparse member that would unfold to any size); else None and why."""
+    with (
+        open(archive, "rb") as raw,
+        _zstd().ZstdFile(raw, "r") as stream,
+        tarfile.open(fileobj=stream, mode="r|") as tar,
+    ):
+        info = tar.next()
+        if info is None or info.name != MANIFEST_NAME or not info.isreg():
+            return None, f"its first member is not its manifest ({MANIFEST_NAME})"
+        if info.sparse is not None or any(k.startswith("GNU.sparse.") for k in info.pax_headers):
+            return None, "its manifest member is a sparse file, which no snapshot holds"
+        if info.size > MANIFEST_MAX_BYTES:
+            return None, (
+                f"its manifest member holds {info.size} bytes, more than a manifest may "
+                f"({MANIFEST_MAX_BYTES}); not read"
+            )
+        source = tar.extractfile(info)
+        assert source is not None  # a regular file always has content
+        return source.read(info.size), ""
+
+
 def _member_problems(snapshot: Snapshot, archive: Path) -> Iterator[str]:
-    """What in the archive's members differs from the manifest."""
+    """What in the archive's members differs from the manifest. The manifest member is read
+    first and bounded; a too large one ends the check (the rest is not read)."""
+    manifest, problem = _first_member(archive)
+    if manifest is None:
+        yield problem
+        return
     expected = {snapshot.member_name(p): f for p, f in snapshot.files().items()}
     seen: set[str] = set()
-    for member in members(archive, frozenset({MANIFEST_NAME})):
+    first = True
+    for member in members(archive, frozenset()):
         if member.name == MANIFEST_NAME:
+            if not first:
+                yield f"holds a second {MANIFEST_NAME}"
+                continue
+            first = False
             try:
-                inner = json.loads(member.content or b"null")
+                inner = json.loads(manifest or b"null")
             except ValueError:
                 yield "its manifest is not valid JSON"
                 continue

@@ -13,28 +13,34 @@ manifest (which holds the hashes) exists: the member frame is spooled, and the a
 is written when the manifest is known.
 
 Reading uses ``tarfile`` in stream mode over ``ZstdFile``, over the one open archive file,
-hashed as it is read. Extraction accepts only what the writer produces: regular files,
-folders and symbolic links whose target stays inside the destination; it works through
-folder fds, never writes through a link and checks every link once all members exist, in a
-private folder that only becomes the destination when everything passed and the bytes read
-had the recorded sha256.
+hashed as it is read. Extraction accepts only what the writer produces: the manifest first
+(at most ``MANIFEST_MAX_BYTES``), then regular files of exactly the size the manifest
+records for them (and no more than its total) and symbolic links to the target it records,
+staying inside the destination (folders too, empty); never a sparse member, a hard link, a
+device or a FIFO, nor a member too deep to handle; each is refused from its header, before a
+byte of it is written. So an archive that is not the recorded one (its sha256 is only known
+at the end) writes no more than its manifest claims. Extraction works through folder fds,
+never writes through a link and checks every link once all members exist, in a private
+folder that only becomes the destination when everything passed and the bytes read had the
+recorded sha256; else that folder is removed (without recursion, however deep).
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import posixpath
 import shutil
 import stat
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from ..dirfd import FOLDER, descend, file_kind, new_file
+from ..dirfd import FOLDER, descend, file_kind, new_file, remove_tree
 from .entries import Entry
 from .hashing import CHUNK, read_verified
 from .model import SnapshotError
@@ -44,6 +50,15 @@ if TYPE_CHECKING:
     import tarfile
 
 MANIFEST_NAME = ".frozen/manifest.json"
+# The most of a manifest member read (into memory): a manifest of 100,000 files and a large
+# git diff stays far below it.
+MANIFEST_MAX_BYTES = 64 * 1024 * 1024
+# Members deeper than this, or whose path in the destination would reach PATH_MAX (or with a
+# name beyond NAME_MAX), are refused: the writer packs no such tree, and the kernel could not
+# name it in one path.
+MAX_DEPTH = 256
+PATH_MAX = 4096
+NAME_MAX = 255
 BLOCK = 512
 MTIME = 0
 _REGTYPE, _SYMTYPE = b"0", b"2"
@@ -330,6 +345,10 @@ def read_member(archive: Path, name: str) -> bytes:
     with _opened(archive) as source, _members(source) as tar:
         for member in tar:
             if member.name == name and member.isreg():
+                if _is_sparse(member):
+                    raise _refuse_read(archive, member.name, "is a sparse file")
+                if name == MANIFEST_NAME and member.size > MANIFEST_MAX_BYTES:
+                    raise _refuse_read(archive, member.name, _too_large(member.size))
                 data = tar.extractfile(member)
                 assert data is not None  # a regular file always has content
                 return data.read()
@@ -338,6 +357,27 @@ def read_member(archive: Path, name: str) -> bytes:
 
 def _refuse(archive: Path, name: str, why: str) -> SnapshotError:
     return SnapshotError(f"refusing to extract {archive}: member {name!r} {why}")
+
+
+def _refuse_read(archive: Path, name: str, why: str) -> SnapshotError:
+    return SnapshotError(
+        f"refusing to read {archive}: member {name!r} {why}, which the snapshot writer never "
+        "produces: the archive is damaged or forged"
+    )
+
+
+def _too_large(size: int) -> str:
+    return f"holds {size} bytes, more than a manifest may ({MANIFEST_MAX_BYTES})"
+
+
+def _is_sparse(member: tarfile.TarInfo) -> bool:
+    """A GNU sparse member (old type 'S', or PAX ``GNU.sparse.*`` headers): few bytes in the
+    archive, any size on disk."""
+    return (
+        member.sparse is not None
+        or member.type == b"S"
+        or any(key.startswith("GNU.sparse.") for key in member.pax_headers)
+    )
 
 
 def _safe_name(archive: Path, name: str) -> str:
@@ -380,11 +420,30 @@ def _folder(root: int, rel: str, made: set[str]) -> int:
 def _write_member(
     tar: tarfile.TarFile, member: tarfile.TarInfo, folder: int, leaf: str, read_only: bool
 ) -> None:
+    """A regular, not sparse member (checked): tarfile reads exactly its recorded size."""
     source = tar.extractfile(member)
     assert source is not None  # a regular file always has content
     with new_file(folder, leaf, 0o600) as out:
         shutil.copyfileobj(source, out, CHUNK)
         os.fchmod(out.fileno(), _file_mode(member.mode, read_only))
+
+
+def _recorded_members(archive: Path, data: bytes) -> tuple[dict[str, dict], int]:
+    """The manifest's entries by member name, and its total of file bytes."""
+    try:
+        manifest = json.loads(data)
+        prefix = manifest.get("code_root_in_archive") or ""
+        total = manifest["bytes"]
+        entries = {}
+        for entry in manifest["files"]:
+            path = entry["path"]
+            name = posixpath.normpath(f"{prefix}/{path}") if prefix else path
+            entries["/".join(p for p in name.split("/") if p not in ("", "."))] = entry
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise _refuse(archive, MANIFEST_NAME, f"is not a snapshot manifest ({e})") from e
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        raise _refuse(archive, MANIFEST_NAME, "records no total of bytes")
+    return entries, total
 
 
 class _Extraction:
@@ -395,6 +454,10 @@ class _Extraction:
         self.archive, self.dest, self.root, self.read_only = archive, dest, root, read_only
         self.seen: set[str] = set()
         self.made: set[str] = set()  # folders
+        self.recorded: dict[str, dict] | None = None  # by member name; once the manifest is in
+        self.allowed = 0  # bytes of files the manifest records, and those written so far
+        self.written = 0
+        self.root_length = len(os.fsencode(os.readlink(f"/proc/self/fd/{root}")))
         self.not_folders: dict[str, str] = {}  # files and links: what each is
         # Members come folder by folder: the current one stays open.
         self.folder_name, self.folder = "", os.dup(root)
@@ -404,12 +467,26 @@ class _Extraction:
 
     def _checked_name(self, member: tarfile.TarInfo) -> str:
         name = _safe_name(self.archive, member.name)
+        parts = name.split("/")
+        if len(parts) > MAX_DEPTH:
+            raise _refuse(
+                self.archive,
+                _shortened(name),
+                f"lies {len(parts)} folders deep, deeper than the {MAX_DEPTH} allowed",
+            )
+        if any(len(os.fsencode(part)) > NAME_MAX for part in parts):
+            raise _refuse(self.archive, _shortened(name), f"has a name over {NAME_MAX} bytes")
+        if self.root_length + 1 + len(os.fsencode(name)) >= PATH_MAX:
+            raise _refuse(
+                self.archive,
+                _shortened(name),
+                f"would have a path over PATH_MAX ({PATH_MAX} bytes) in {self.dest}",
+            )
         if name in self.seen or (name in self.made and not member.isdir()):
             raise _refuse(self.archive, name, "appears twice")
         self.seen.add(name)
         # Links are only checked once all members exist, so nothing may be written through
         # one meanwhile: no member may lie beneath a link (nor a file).
-        parts = name.split("/")
         for i in range(1, len(parts)):
             above = self.not_folders.get("/".join(parts[:i]))
             if above:
@@ -423,7 +500,63 @@ class _Extraction:
             self.folder_name, self.folder = name, folder
         return self.folder
 
+    def _screen(self, member: tarfile.TarInfo) -> None:
+        """Refuse, from its header alone, what the writer never produces."""
+        if _is_sparse(member):
+            raise _refuse(
+                self.archive, _shortened(member.name), "is a sparse file (never in a snapshot)"
+            )
+        if not (member.isdir() or member.issym() or member.type in _FILE_TYPES):
+            kind = "hard link" if member.islnk() else "device, pipe or other special file"
+            raise _refuse(self.archive, _shortened(member.name), f"is a {kind}")
+
+    def _manifest(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+        """The first member: the manifest, read bounded, its entries noted."""
+        if member.name != MANIFEST_NAME or member.type not in _FILE_TYPES:
+            raise _refuse(
+                self.archive,
+                _shortened(member.name),
+                f"comes first, where the snapshot's manifest ({MANIFEST_NAME}) belongs",
+            )
+        if member.size > MANIFEST_MAX_BYTES:
+            raise _refuse(self.archive, MANIFEST_NAME, _too_large(member.size))
+        source = tar.extractfile(member)
+        assert source is not None  # a regular file always has content
+        data = source.read(member.size)
+        self.recorded, self.allowed = _recorded_members(self.archive, data)
+        return data
+
+    def _check_recorded(self, name: str, member: tarfile.TarInfo) -> None:
+        """A file must have the size its manifest entry records, within the manifest's
+        total; a link the recorded target."""
+        assert self.recorded is not None
+        entry = self.recorded.get(name)
+        if member.isdir():
+            return
+        kind = "link" if member.issym() else "file"
+        if not isinstance(entry, dict) or entry.get("type") != kind:
+            raise _refuse(self.archive, name, f"is a {kind} the manifest does not list")
+        if member.issym():
+            if entry.get("target") != member.linkname:
+                raise _refuse(self.archive, name, "links elsewhere than the manifest records")
+            return
+        if member.size != entry.get("size"):
+            raise _refuse(
+                self.archive,
+                name,
+                f"has size {member.size}, the manifest records {entry.get('size')}",
+            )
+        if self.written + member.size > self.allowed:
+            raise _refuse(
+                self.archive,
+                name,
+                f"would take the files past the manifest's total of {self.allowed} bytes",
+            )
+        self.written += member.size
+
     def place(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        self._screen(member)
+        manifest = self._manifest(tar, member) if self.recorded is None else None
         name = self._checked_name(member)
         parent, _, leaf = name.rpartition("/")
         target = member.linkname
@@ -431,11 +564,15 @@ class _Extraction:
             os.path.isabs(target) or leaves(os.path.normpath(os.path.join(parent, target)))
         ):
             raise _refuse(self.archive, name, f"is a link leaving the destination ({target})")
-        if not (member.isdir() or member.issym() or member.type in _FILE_TYPES):
-            kind = "hard link" if member.islnk() else "device, pipe or other special file"
-            raise _refuse(self.archive, name, f"is a {kind}")
+        if manifest is None:
+            self._check_recorded(name, member)
         try:
-            if member.isdir():
+            if manifest is not None:
+                with new_file(self._open_folder(parent), leaf, 0o600) as out:
+                    out.write(manifest)
+                    os.fchmod(out.fileno(), _file_mode(member.mode, self.read_only))
+                self.not_folders[name] = "file"
+            elif member.isdir():
                 os.close(_folder(self.root, name, self.made))
             elif member.issym():
                 os.symlink(target, leaf, dir_fd=self._open_folder(parent))
@@ -445,6 +582,10 @@ class _Extraction:
                 self.not_folders[name] = "file"
         except OSError as e:
             raise DestinationError(self.dest, e) from e
+
+    def check_complete(self) -> None:
+        if self.recorded is None:
+            raise _refuse(self.archive, MANIFEST_NAME, "is missing: the archive holds nothing")
 
     def check_links(self) -> None:
         """Chains of links can leave the destination although each one looks inside."""
@@ -464,8 +605,21 @@ def _extract_members(source: _HashingSource, dest: Path, root: int, read_only: b
                 extraction.place(tar, member)
     finally:
         extraction.close()
+    extraction.check_complete()
     extraction.check_links()
     return extraction.made
+
+
+def _shortened(name: str) -> str:
+    """A member's name for a message: a very long one is cut in its middle."""
+    return name if len(name) <= 200 else f"{name[:100]}...{name[-100:]}"
+
+
+def _remove(parent: int, name: str) -> None:
+    """The temporary folder, removed without recursion; a failure leaves debris that the
+    node's clean-up removes, never hides the error that ended the extraction."""
+    with suppress(OSError):
+        remove_tree(parent, name)
 
 
 def _set_folder_modes(root: int, made: set[str], mode: int) -> None:
@@ -486,8 +640,11 @@ def extract_at(
     temporary folder beside ``dest``, and read to its end; only when its sha256 is
     ``expected_sha256`` (unless None) is the temporary folder renamed to ``dest``, else it is
     removed. So a file swapped in meanwhile cannot place unverified content under ``dest``.
-    Members with absolute paths, ``..``, links leaving the destination, hard links or devices
-    are refused. ``read_only``: files 0444/0555 and folders 0555 instead of 0644/0755.
+    The manifest comes first, read bounded; no file may be larger than its manifest entry
+    or take the files past the manifest's total. Members with absolute paths, ``..``, links
+    leaving the destination, sparse files, hard links, devices or FIFOs, and members deeper
+    than MAX_DEPTH or PATH_MAX are refused before a byte of them is written.
+    ``read_only``: files 0444/0555 and folders 0555 instead of 0644/0755.
     Writing errors are DestinationErrors; the archive is blamed only when it cannot be read.
     """
     try:
@@ -517,10 +674,10 @@ def extract_at(
             os.close(root)
         os.rename(tmp, dest.name, src_dir_fd=parent, dst_dir_fd=parent)
     except OSError as e:
-        shutil.rmtree(tmp, dir_fd=parent, ignore_errors=True)
+        _remove(parent, tmp)
         raise DestinationError(dest, e) from e
     except BaseException:
-        shutil.rmtree(tmp, dir_fd=parent, ignore_errors=True)
+        _remove(parent, tmp)
         raise
 
 
