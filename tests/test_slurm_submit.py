@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from snakemake_executor_plugin_frozen.slurm.srun_options import OptionValue
 from snakemake_executor_plugin_frozen.slurm.submit import (
     SBATCH_LONG_OPTIONS,
     SBATCH_SHORT_OPTIONS,
     JobSpec,
-    OptionValue,
     SlurmSubmitError,
     SubmitSettings,
     build_sbatch_argv,

@@ -33,7 +33,14 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from snakemake_executor_plugin_frozen.dirfd import FOLDER, WALK, new_file, remove_tree
+from snakemake_executor_plugin_frozen.dirfd import (
+    FOLDER,
+    NEW_FILE,
+    READ,
+    WALK,
+    new_file,
+    remove_tree,
+)
 from snakemake_executor_plugin_frozen.node import contract
 from snakemake_executor_plugin_frozen.node.copy import _parse_seal, _read_seal
 from snakemake_executor_plugin_frozen.node.namespace import (
@@ -168,12 +175,9 @@ def private_copy(copy: int, folder: int) -> int:
 
 def _copy_file(source: int, target: int, name: str, info: os.stat_result) -> None:
     mode = 0o700 if info.st_mode & 0o111 else 0o600
-    read = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=source)
+    read = os.open(name, READ, dir_fd=source)
     try:
-        write = os.open(
-            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
-            dir_fd=target,
-        )  # fmt: skip
+        write = os.open(name, NEW_FILE, mode, dir_fd=target)
         try:
             left = info.st_size
             while left > 0 and (done := os.sendfile(write, read, None, left)):
@@ -281,6 +285,7 @@ def enter_job_view(request: ViewRequest, environ: MutableMapping[str, str]) -> b
     """Enter the view as asked, or say in the job's log why the job runs without it: whether
     the job runs in the mount view. Raises NodeError when the view was required."""
     host = socket.gethostname()
+    what = "the job" if request.job else "this srun task of the job"
     if request.mode == contract.VIEW_PYTHON:
         print(
             "frozen: view: python (asked for: frozen-view python; only Python's open() and "
@@ -295,19 +300,20 @@ def enter_job_view(request: ViewRequest, environ: MutableMapping[str, str]) -> b
         if request.mode == contract.VIEW_MOUNT or request.per_job:
             setting = "frozen-copy per-job" if request.per_job else "frozen-view mount"
             raise NodeError(
-                f"the job's mount view is unavailable on {host}: {e}. With {setting} the job "
+                f"the job's mount view is unavailable on {host}: {e}. With {setting} {what} "
                 "does not run without it: use frozen-view auto to run such jobs with only "
                 "Python's reads frozen, or ask the cluster's administrators to allow "
                 "unprivileged user namespaces on the nodes."
             ) from None
         print(
-            f"frozen: view: python (the mount view is unavailable on {host}: {e}; only "
-            "Python's open() and imports read the snapshot)",
+            f"frozen: view: python{'' if request.job else ' for ' + what} (the mount view is "
+            f"unavailable on {host}: {e}; only Python's open() and imports read the snapshot)",
             file=sys.stderr,
         )
         environ[contract.FROZEN_VIEW] = contract.VIEW_PYTHON
         return False
-    print(line, file=sys.stderr)
+    if request.job:  # one line per job: its srun tasks say only what went wrong
+        print(line, file=sys.stderr)
     environ.update(env)
     return True
 
@@ -320,21 +326,7 @@ def view_exec(command: list[str], environ: MutableMapping[str, str]) -> int:
         tuple(json.loads(environ.get(contract.FROZEN_VIEW_LIVE, "[]"))),
         job=False,
     )
-    try:
-        env, _ = enter_view(request, environ)
-    except ViewUnavailable as e:
-        if request.mode == contract.VIEW_MOUNT:
-            raise NodeError(
-                f"the mount view is unavailable on {socket.gethostname()} for this srun task: "
-                f"{e}; frozen-view auto runs such tasks with only Python's reads frozen"
-            ) from None
-        print(
-            f"frozen: view: python for this srun task (the mount view is unavailable on "
-            f"{socket.gethostname()}: {e})",
-            file=sys.stderr,
-        )
-        env = {contract.FROZEN_VIEW: contract.VIEW_PYTHON}
-    environ.update(env)
+    enter_job_view(request, environ)
     os.execvpe(command[0], command, environ)
     return 127  # not reached
 

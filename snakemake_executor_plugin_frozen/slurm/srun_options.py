@@ -197,11 +197,18 @@ _NO_VALUE = """
     no-allocate overcommit oversubscribe preserve-env pty quiet quit-on-interrupt reboot
     spread-job test-only unbuffered usage use-min-nodes verbose version whole
 """
-SRUN_LONG_OPTIONS: dict[str, OptionValue] = {
-    **dict.fromkeys(_REQUIRED_VALUE.split(), OptionValue.REQUIRED),
-    **dict.fromkeys(_OPTIONAL_VALUE.split(), OptionValue.OPTIONAL),
-    **dict.fromkeys(_NO_VALUE.split(), OptionValue.NONE),
-}
+
+
+def option_table(required: str, optional: str, none: str) -> dict[str, OptionValue]:
+    """A long-option table from the space-separated names of each kind."""
+    return {
+        **dict.fromkeys(required.split(), OptionValue.REQUIRED),
+        **dict.fromkeys(optional.split(), OptionValue.OPTIONAL),
+        **dict.fromkeys(none.split(), OptionValue.NONE),
+    }
+
+
+SRUN_LONG_OPTIONS = option_table(_REQUIRED_VALUE, _OPTIONAL_VALUE, _NO_VALUE)
 # Its short options: `srun --help`, plus -F (--nodefile), which it leaves out. `srun -X`
 # and `srun -X-` for every letter, digit and punctuation character confirm that exactly
 # these are options and that each takes a value like its long form.

@@ -30,8 +30,8 @@ from pathlib import Path
 from snakemake_executor_plugin_frozen.slurm.srun_options import (
     AmbiguousOptionError,
     Option,
-    OptionValue,
     OptionWalk,
+    option_table,
     resolve_long_option,
 )
 
@@ -147,11 +147,7 @@ _NO_VALUE = """
     contiguous help hold ignore-pbs no-requeue overcommit oversubscribe parsable quiet
     reboot requeue spread-job test-only usage use-min-nodes verbose version wait
 """
-SBATCH_LONG_OPTIONS: dict[str, OptionValue] = {
-    **dict.fromkeys(_REQUIRED_VALUE.split(), OptionValue.REQUIRED),
-    **dict.fromkeys(_OPTIONAL_VALUE.split(), OptionValue.OPTIONAL),
-    **dict.fromkeys(_NO_VALUE.split(), OptionValue.NONE),
-}
+SBATCH_LONG_OPTIONS = option_table(_REQUIRED_VALUE, _OPTIONAL_VALUE, _NO_VALUE)
 # Its short options (`sbatch --help`; `sbatch -X` / `sbatch -X-` confirm that each takes a
 # value exactly like its long form, and that no other letter or digit is an option).
 SBATCH_SHORT_OPTIONS: dict[str, str] = {
