@@ -63,7 +63,7 @@ def test_a_damaged_rule_log_copy_is_repaired_by_the_next_run(tmp_path: Path) -> 
         damaged.seek(100)
         damaged.write(b"\0" * 16)
     again = run_snakemake(workdir, *LOCAL, "--forceall")
-    assert "no longer matched its record" in again.stderr
+    assert "did not hold this tree's code" in again.stderr
     # Made again (a new creation time, so new archive bytes), and the copy beside the logs
     # is the new one, matching its record there.
     assert file_sha256(archive) == read_manifest(record)["archive_sha256"]

@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from snakemake_executor_plugin_frozen.snapshot.archive import MANIFEST_MAX_BYTES, MANIFEST_NAME
+from snakemake_executor_plugin_frozen.snapshot.earn import manifest_records
+from snakemake_executor_plugin_frozen.snapshot.hashing import id_of
+from snakemake_executor_plugin_frozen.snapshot.manifest import STORE_ONLY_KEYS
 
 from .confine import within
 from .errors import RecordError
@@ -20,8 +23,6 @@ from .layout import Layout
 from .members import Member, _zstd, decode_error, members
 from .snapshots import ARCHIVE_SUFFIX, RECORD_SUFFIX, Snapshot, SnapshotStore, sha256_of
 
-# Added by the store to its record of the archive's manifest: not in the archive's copy.
-STORE_ONLY_KEYS = ("archive_sha256", "archive_bytes")
 COPY_PREFIX = "code-"
 
 
@@ -118,6 +119,21 @@ def _member_problems(snapshot: Snapshot, archive: Path) -> Iterator[str]:
         yield f"lacks {expected[name]['path']}, which the manifest lists"
 
 
+def _id_problem(manifest: dict, snapshot_id: str) -> str:
+    """Why the files the record lists do not earn the id they are stored under ("" if
+    they do): each member is checked against the list, the list here against the id."""
+    try:
+        records = [
+            (p, kind, mode, content) for p, kind, mode, _, content in manifest_records(manifest)
+        ]
+        derived = id_of(records, manifest.get("code_root_in_archive") or "")
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        return f"its list of files is not a manifest's ({e})"
+    if derived != snapshot_id:
+        return "its files do not have its id (the entry was forged, or damaged consistently)"
+    return ""
+
+
 def _entry_problems(entry: dict, member: Member) -> Iterator[str]:
     path = entry["path"]
     if member.type != entry.get("type"):
@@ -155,6 +171,9 @@ class Verifier:
         archive = snapshot.require_archive()
         if snapshot.manifest.get("id") != snapshot_id:
             self.damaged(snapshot_id, archive, "its record names another id")
+        problem = _id_problem(snapshot.manifest, snapshot_id)
+        if problem:
+            self.damaged(snapshot_id, self.store.files.record_path(snapshot_id), problem)
         if archive.stat().st_size != snapshot.manifest.get("archive_bytes"):
             self.damaged(snapshot_id, archive, "its size is not the recorded one")
         if self.hashes.of(archive) != snapshot.archive_sha256:

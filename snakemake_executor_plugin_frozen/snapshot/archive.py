@@ -292,7 +292,7 @@ class _HashingSource:
 
 
 @contextmanager
-def _opened(archive: Path) -> Iterator[_HashingSource]:
+def open_archive(archive: Path) -> Iterator[_HashingSource]:
     """The archive, open for reading: the store's own regular file. A link is not followed
     and a FIFO, device or socket is refused at once (opened non-blocking, so that a FIFO
     planted at its name cannot hang the job, and every job waiting on its lock)."""
@@ -324,7 +324,7 @@ def _not_a_file(archive: Path, what: str) -> SnapshotError:
 
 
 @contextmanager
-def _members(source: _HashingSource) -> Iterator[tarfile.TarFile]:
+def tar_members(source: _HashingSource) -> Iterator[tarfile.TarFile]:
     """The archive as a ``tarfile`` stream, every decoding error as a SnapshotError. When
     the caller has taken every member, the zstd stream is read to its end, so that its
     checksum is checked (and every byte hashed)."""
@@ -342,10 +342,10 @@ def _members(source: _HashingSource) -> Iterator[tarfile.TarFile]:
 
 def read_member(archive: Path, name: str) -> bytes:
     """The content of the regular file ``name`` in ``archive`` (the manifest comes first)."""
-    with _opened(archive) as source, _members(source) as tar:
+    with open_archive(archive) as source, tar_members(source) as tar:
         for member in tar:
             if member.name == name and member.isreg():
-                if _is_sparse(member):
+                if is_sparse(member):
                     raise _refuse_read(archive, member.name, "is a sparse file")
                 if name == MANIFEST_NAME and member.size > MANIFEST_MAX_BYTES:
                     raise _refuse_read(archive, member.name, _too_large(member.size))
@@ -370,7 +370,7 @@ def _too_large(size: int) -> str:
     return f"holds {size} bytes, more than a manifest may ({MANIFEST_MAX_BYTES})"
 
 
-def _is_sparse(member: tarfile.TarInfo) -> bool:
+def is_sparse(member: tarfile.TarInfo) -> bool:
     """A GNU sparse member (old type 'S', or PAX ``GNU.sparse.*`` headers): few bytes in the
     archive, any size on disk."""
     return (
@@ -389,7 +389,7 @@ def _safe_name(archive: Path, name: str) -> str:
     return "/".join(parts)
 
 
-_FILE_TYPES = (_REGTYPE, b"\0")  # tarfile's REGTYPE, and AREGTYPE of old archives
+FILE_TYPES = (_REGTYPE, b"\0")  # tarfile's REGTYPE, and AREGTYPE of old archives
 
 
 def _file_mode(member_mode: int, read_only: bool) -> int:
@@ -502,17 +502,17 @@ class _Extraction:
 
     def _screen(self, member: tarfile.TarInfo) -> None:
         """Refuse, from its header alone, what the writer never produces."""
-        if _is_sparse(member):
+        if is_sparse(member):
             raise _refuse(
                 self.archive, _shortened(member.name), "is a sparse file (never in a snapshot)"
             )
-        if not (member.isdir() or member.issym() or member.type in _FILE_TYPES):
+        if not (member.isdir() or member.issym() or member.type in FILE_TYPES):
             kind = "hard link" if member.islnk() else "device, pipe or other special file"
             raise _refuse(self.archive, _shortened(member.name), f"is a {kind}")
 
     def _manifest(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
         """The first member: the manifest, read bounded, its entries noted."""
-        if member.name != MANIFEST_NAME or member.type not in _FILE_TYPES:
+        if member.name != MANIFEST_NAME or member.type not in FILE_TYPES:
             raise _refuse(
                 self.archive,
                 _shortened(member.name),
@@ -600,7 +600,7 @@ def _extract_members(source: _HashingSource, dest: Path, root: int, read_only: b
     """Every member into the empty folder open as ``root``; returns the folders made."""
     extraction = _Extraction(source.archive, dest, root, read_only)
     try:
-        with _members(source) as tar:
+        with tar_members(source) as tar:
             for member in tar:
                 extraction.place(tar, member)
     finally:
@@ -661,7 +661,7 @@ def extract_at(
     try:
         root = os.open(tmp, FOLDER, dir_fd=parent)
         try:
-            with _opened(archive) as source:
+            with open_archive(archive) as source:
                 made = _extract_members(source, dest, root, read_only)
                 actual = source.read_to_end()
             if expected_sha256 is not None and actual != expected_sha256.lower():

@@ -6,7 +6,8 @@ import errno
 import hashlib
 import json
 import os
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .entries import FILE, LINK, Entry, StatKey, stat_key
@@ -71,35 +72,60 @@ def snapshot_id(entries: list[Entry], digests: dict[str, str], prefix: str = "")
     archive prefix when there is one.
 
     Nothing else goes in: not mtimes, owners, the walk order, the root's location or the
-    compression, so identical code has the identical id on any machine. Each field ends
-    with a NUL, which no path or link target can contain, so the encoding is unambiguous.
-    The prefix (the last folder names of the root, only with files outside it) decides
-    where the archive stores everything, so one id must never stand for two layouts.
+    compression, so identical code has the identical id on any machine. The prefix (the
+    last folder names of the root, only with files outside it) decides where the archive
+    stores everything, so one id must never stand for two layouts.
     """
-    records = "".join(
-        f"{e.path}\0{e.kind}\0{e.mode:o}\0{e.target if e.kind == LINK else digests[e.path]}\0"
-        for e in sorted(entries, key=lambda e: e.path)
+    records = (
+        (e.path, e.kind, e.mode, e.target if e.kind == LINK else digests[e.path]) for e in entries
+    )
+    return id_of(records, prefix)
+
+
+def id_of(records: Iterable[tuple[str, str, int, str]], prefix: str = "") -> str:
+    """The id of the files ``records`` (path, type, mode, content sha256 or link target),
+    as ``snapshot_id`` defines it: also how a manifest's file list is checked against its id.
+    Each field ends with a NUL, which no path or link target can contain, so the encoding
+    is unambiguous."""
+    text = "".join(
+        f"{path}\0{kind}\0{mode:o}\0{content}\0"
+        for path, kind, mode, content in sorted(records, key=lambda r: r[0])
     )
     h = hashlib.sha256(ID_PREFIX)
     if prefix:
         # An empty first field marks it: no record has one (no path is empty).
         h.update(f"\0{prefix}\0".encode("utf-8", "surrogateescape"))
-    h.update(records.encode("utf-8", "surrogateescape"))
+    h.update(text.encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
 def _cache_path(store: Path, root: str, suffix: str) -> Path:
-    """The file of one code root's cache in ``store``."""
-    return store / f"statcache-{hashlib.sha256(os.fsencode(root)).hexdigest()[:16]}{suffix}"
+    """The file of one code root's cache in ``store``, one per user: a shared store holds
+    each user's own (see ``_load_json``)."""
+    digest = hashlib.sha256(os.fsencode(root)).hexdigest()[:16]
+    return store / f"statcache-{os.geteuid()}-{digest}{suffix}"
 
 
 def _load_json(path: Path, root: str, version: int) -> dict:
     """A cache file's content, or {} if it is missing, damaged, of another version or of
-    another code root."""
+    another code root, or not this user's own private file.
+
+    The caches vouch for content without reading it (a file's sha256, an archive found
+    intact), so only a cache nobody else could have written is believed: whoever can write
+    a shared store could otherwise vouch for a forged archive. Another user cannot make a
+    file that this user owns, nor write to one that is not group or world writable."""
     try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
         return {}
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return {}
+        try:
+            data = json.loads(f.read())
+        except (OSError, ValueError):
+            return {}
     fresh = isinstance(data, dict) and data.get("version") == version and data.get("root") == root
     return data if fresh else {}
 
@@ -173,9 +199,10 @@ class StatCache:
 
 class ArchiveCheck:
     """The stat of the last stored snapshot's archive and record of one code root, when
-    that archive was known to hold what its record says: while both keep that stat, a
-    pack need not read the archive again to know it intact (see ``Store.intact``). A small
-    JSON file beside the stat cache, replaced atomically."""
+    this user wrote that archive or proved it to hold exactly the tree's files (``earn``):
+    while both keep that stat (ctime included, which nobody can set back), a pack need not
+    read the archive again. A small JSON file of this user's own beside the stat cache,
+    replaced atomically (see ``_load_json``)."""
 
     VERSION = 1
 

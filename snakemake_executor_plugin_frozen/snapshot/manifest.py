@@ -272,6 +272,10 @@ def dumps(fields: dict, files: list[str]) -> bytes:
     return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
 
 
+# Added by the store to its record of the archive's manifest: not in the archive's copy.
+STORE_ONLY_KEYS = ("archive_sha256", "archive_bytes")
+
+
 def record_bytes(manifest: bytes, archive_sha256: str, archive_bytes: int) -> bytes:
     """The store's record: the encoded ``manifest`` with the archive's sha256 and size
     as two more top-level keys."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .archive import ArchiveWriter, compression_options
+from .earn import earn, expected_members
 from .entries import LINK, Entry, archive_prefix, check_size, copy_mode, inspect
 from .git import GitBatch, exclude_pathspecs
 from .hashing import ArchiveCheck, StatCache, changed_error, read_verified, snapshot_id
@@ -103,7 +104,7 @@ class _Packing:
             self.cache.record(self.entries, digests, stamp)
             self._save_cache()
         snapshot = snapshot_id(self.entries, digests, self.prefix)
-        stored = self._stored(snapshot)
+        stored = self._stored(snapshot, digests)
         if stored is not None:
             return snapshot, stored, False
         return self._write(snapshot, digests, contents, None)
@@ -117,10 +118,10 @@ class _Packing:
         self.cache.save(write)
         self.archive_check.save(write)
 
-    def _stored(self, snapshot: str) -> Stored | None:
+    def _stored(self, snapshot: str, digests: dict[str, str]) -> Stored | None:
         """The stored archive of ``snapshot`` (its mode narrowed to the files'), if it is
-        stored and intact; it is only read again when its stat changed since it was found
-        intact."""
+        stored and earns its id: it holds exactly the tree's files (``earn``). It is only
+        read again when its stat changed since this user found that."""
         keys = self.store.stat_keys(snapshot)
         if keys is None:
             return None
@@ -130,17 +131,34 @@ class _Packing:
             record = self.store.load_record(snapshot)
             if record is None:
                 return None
-            if not self.store.intact(snapshot, record):
-                self.warnings.append(
-                    f"the stored archive {self.store.archive_path(snapshot)} no longer matched "
-                    "its record (edited or damaged); it was made again from the tree"
-                )
-                self.store.discard(snapshot)
+            expected = expected_members(self.entries, digests, self.prefix)
+            try:
+                earn(self.store.archive_path(snapshot), record, snapshot, expected)
+            except SnapshotError as e:  # NotEarned, or not readable as an archive at all
+                self._replace(snapshot, str(e))
                 return None
             stored = record["archive_sha256"], record["archive_bytes"]
             self.archive_check.know(snapshot, keys, stored, stamp)
         self.store.restrict(snapshot, copy_mode(self.entries))
         return stored
+
+    def _replace(self, snapshot: str, problem: str) -> None:
+        """Discard the stored entry of ``snapshot`` that does not hold the tree's files, so
+        that it is made again; one this user may not remove is a refusal."""
+        archive = self.store.archive_path(snapshot)
+        try:
+            self.store.discard(snapshot)
+        except OSError as e:
+            raise SnapshotError(
+                f"the stored snapshot {archive} does not hold this tree's code ({problem}) and "
+                f"cannot be replaced ({e.strerror}): it is damaged or forged; ask its owner "
+                f"(uid {_owner(archive)}) or an administrator to remove it and its .json, then "
+                "run again"
+            ) from e
+        self.warnings.append(
+            f"the stored snapshot {archive} did not hold this tree's code ({problem}): it was "
+            "damaged or forged, and was made again from the tree"
+        )
 
     def _write(
         self,
@@ -167,7 +185,7 @@ class _Packing:
                 self.cache.record(self.entries, archived, stamp)
                 self._save_cache()
                 snapshot = snapshot_id(self.entries, archived, self.prefix)
-                stored = self._stored(snapshot)
+                stored = self._stored(snapshot, archived)
                 if stored is not None:
                     return snapshot, stored, False
             manifest = build_manifest(
@@ -227,6 +245,13 @@ class _Packing:
                 self.cache.forget()
                 raise changed_error(entry.path)
         return archived
+
+
+def _owner(path: Path) -> str:
+    try:
+        return str(os.lstat(path).st_uid)
+    except OSError:
+        return "?"
 
 
 def pack(

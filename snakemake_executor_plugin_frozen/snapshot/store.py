@@ -109,16 +109,6 @@ class Store:
         except FileNotFoundError:
             return None
 
-    def intact(self, snapshot_id: str, record: dict) -> bool:
-        """The stored archive still has the sha256 its record names (an in-place edit of a
-        rule-log copy, which is a hard link to it, would change both)."""
-        from .hashing import file_sha256  # hashing needs the entries, which need the store
-
-        try:
-            return file_sha256(self.archive_path(snapshot_id)) == record["archive_sha256"]
-        except SnapshotError:
-            return False
-
     def discard(self, snapshot_id: str) -> None:
         """Remove a damaged snapshot (record first: without it the archive counts as absent)."""
         with self._locked():
