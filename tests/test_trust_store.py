@@ -193,3 +193,27 @@ def test_an_entry_the_packer_cannot_replace_is_a_clear_refusal(
     assert result.returncode != 0
     assert "does not hold this tree's code" in result.stderr, result.stderr
     assert str(archive_path) in result.stderr and "remove it" in result.stderr
+
+
+def test_an_archive_being_written_is_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive is written to a temporary file in the store before its final mode is
+    set: meanwhile nobody else may read it (it may hold a 0600 file), whatever the umask."""
+    repo = make_repo(tmp_path / "repo", {"Snakefile": GOOD, "secret_config.py": "k = 1\n"})
+    (repo / "secret_config.py").chmod(0o600)
+    seen = []
+    real = ArchiveWriter.finish
+
+    def finish(self: ArchiveWriter, manifest: bytes) -> tuple[str, int]:
+        result = real(self, manifest)
+        seen.append(os.stat(self._path).st_mode & 0o777)
+        return result
+
+    monkeypatch.setattr(ArchiveWriter, "finish", finish)
+    old = os.umask(0o022)
+    try:
+        pack_tree(repo)
+    finally:
+        os.umask(old)
+    assert seen == [0o600]

@@ -233,7 +233,9 @@ class ArchiveWriter:
         assert self._flush is not None, "close_members() comes first"
         member = _header(MANIFEST_NAME, len(manifest), 0o644, _REGTYPE) + manifest
         head = _zstd().compress(member + bytes(-len(member) % BLOCK), options=self._options)
-        with open(self._path, "xb") as f:
+        # Private until the store gives it the files' mode: it may hold a private file.
+        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as f:
             out = _HashingSink(f)
             out.write(head)
             # What zstd's workers have finished is copied while they finish the rest.
