@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from test_record_helpers import make_site, run_cli
 
-from snakemake_executor_plugin_frozen.snapshot import SnapshotError, archive, extract
+from snakemake_executor_plugin_frozen.snapshot import SnapshotError, archive, extract, pack
 from snakemake_executor_plugin_frozen.snapshot.archive import MANIFEST_NAME, _header
 
 WRONG_SHA = "0" * 64
@@ -242,3 +242,39 @@ def test_verify_reads_a_huge_sparse_manifest_member_bounded(
     assert "manifest" in problems, problems
     assert peak < 32 * 1024 * 1024, peak
     assert elapsed < 20, elapsed
+
+
+def _deep_tree(root: Path, depth: int) -> str:
+    """A file ``depth`` folders deep (``os.makedirs`` recurses: folder by folder by fd)."""
+    root.mkdir()
+    (root / "Snakefile").write_text("rule a:\n")
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        out = os.open("x.py", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(out, b"x = 1\n")
+        os.close(out)
+    finally:
+        os.close(fd)
+    return "d/" * depth + "x.py"
+
+
+def test_a_tree_deeper_than_a_snapshot_may_hold_is_refused_when_packed(tmp_path: Path) -> None:
+    """1,500 folders (deeper than Python's recursion limit): a clear refusal at packing,
+    naming the file, not a RecursionError, nor an archive every job would refuse."""
+    _deep_tree(tmp_path / "tree", 1500)
+    with pytest.raises(SnapshotError) as caught:
+        pack(tmp_path / "tree", tmp_path / "store")
+    assert "1501 folders deep" in str(caught.value) and "x.py" in str(caught.value)
+    assert not list((tmp_path / "store").glob("*.tar.zst"))
+
+
+def test_a_tree_as_deep_as_a_snapshot_may_hold_is_packed_and_extracted(tmp_path: Path) -> None:
+    deep = _deep_tree(tmp_path / "tree", archive.MAX_DEPTH - 1)
+    result = pack(tmp_path / "tree", tmp_path / "store")
+    extract(result.archive, tmp_path / "node", result.archive_sha256)
+    assert (tmp_path / "node" / deep).read_text() == "x = 1\n"

@@ -473,15 +473,15 @@ class _Extraction:
         if len(parts) > MAX_DEPTH:
             raise _refuse(
                 self.archive,
-                _shortened(name),
+                shortened(name),
                 f"lies {len(parts)} folders deep, deeper than the {MAX_DEPTH} allowed",
             )
         if any(len(os.fsencode(part)) > NAME_MAX for part in parts):
-            raise _refuse(self.archive, _shortened(name), f"has a name over {NAME_MAX} bytes")
+            raise _refuse(self.archive, shortened(name), f"has a name over {NAME_MAX} bytes")
         if self.root_length + 1 + len(os.fsencode(name)) >= PATH_MAX:
             raise _refuse(
                 self.archive,
-                _shortened(name),
+                shortened(name),
                 f"would have a path over PATH_MAX ({PATH_MAX} bytes) in {self.dest}",
             )
         if name in self.seen or (name in self.made and not member.isdir()):
@@ -506,18 +506,18 @@ class _Extraction:
         """Refuse, from its header alone, what the writer never produces."""
         if is_sparse(member):
             raise _refuse(
-                self.archive, _shortened(member.name), "is a sparse file (never in a snapshot)"
+                self.archive, shortened(member.name), "is a sparse file (never in a snapshot)"
             )
         if not (member.isdir() or member.issym() or member.type in FILE_TYPES):
             kind = "hard link" if member.islnk() else "device, pipe or other special file"
-            raise _refuse(self.archive, _shortened(member.name), f"is a {kind}")
+            raise _refuse(self.archive, shortened(member.name), f"is a {kind}")
 
     def _manifest(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
         """The first member: the manifest, read bounded, its entries noted."""
         if member.name != MANIFEST_NAME or member.type not in FILE_TYPES:
             raise _refuse(
                 self.archive,
-                _shortened(member.name),
+                shortened(member.name),
                 f"comes first, where the snapshot's manifest ({MANIFEST_NAME}) belongs",
             )
         if member.size > MANIFEST_MAX_BYTES:
@@ -612,7 +612,7 @@ def _extract_members(source: _HashingSource, dest: Path, root: int, read_only: b
     return extraction.made
 
 
-def _shortened(name: str) -> str:
+def shortened(name: str) -> str:
     """A member's name for a message: a very long one is cut in its middle."""
     return name if len(name) <= 200 else f"{name[:100]}...{name[-100:]}"
 

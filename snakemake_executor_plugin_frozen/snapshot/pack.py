@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .archive import ArchiveWriter, compression_options
+from .archive import MAX_DEPTH, ArchiveWriter, compression_options, shortened
 from .earn import earn, expected_members
 from .entries import LINK, Entry, archive_prefix, check_size, copy_mode, inspect
 from .git import GitBatch, exclude_pathspecs
@@ -247,6 +247,18 @@ class _Packing:
         return archived
 
 
+def _check_depth(entries: list[Entry]) -> None:
+    """Refuse a file deeper than any extraction accepts (``MAX_DEPTH``): the jobs would
+    fail on the node, one by one, long after submission."""
+    deepest = max(entries, key=lambda e: e.path.count("/"), default=None)
+    depth = deepest.path.count("/") + 1 if deepest is not None else 0
+    if deepest is not None and depth > MAX_DEPTH:
+        raise SnapshotError(
+            f"{shortened(deepest.path)} lies {depth} folders deep, deeper than the {MAX_DEPTH} "
+            "a snapshot may hold; leave it out (--exclude or .frozenignore)"
+        )
+
+
 def _owner(path: Path) -> str:
     try:
         return str(os.lstat(path).st_uid)
@@ -289,6 +301,7 @@ def pack(
     selection = select(real_root, settings, explicit, the_store.path, allow_outside, early)
     entries, skipped = inspect(selection, early.stats)
     check_size(entries, selection, settings)
+    _check_depth(entries)
     packing = _Packing(
         store=the_store,
         selection=selection,

@@ -134,20 +134,23 @@ class PathRules:
 
     def hard_excluded(self, path: str) -> bool:
         folder, _, name = path.rpartition("/")
-        return (
-            name in self.folder_names
-            or name in NOT_CODE_FOLDERS
-            or path in self.excluded_dirs
-            or self._excluded(folder)
-        )
+        return self._named_excluded(path, name) or self._excluded(folder)
+
+    def _named_excluded(self, path: str, name: str) -> bool:
+        return name in self.folder_names or name in NOT_CODE_FOLDERS or path in self.excluded_dirs
 
     def _excluded(self, folder: str) -> bool:
-        if not folder:
-            return False
-        verdict = self._folders.get(folder)
-        if verdict is None:
-            verdict = self.hard_excluded(folder)
-            self._folders[folder] = verdict
+        """``folder`` or a folder above it is hard-excluded; decided top-down from the
+        deepest folder decided before, without recursion (a tree may be deeper than
+        Python's recursion limit)."""
+        pending = []
+        while folder and folder not in self._folders:
+            pending.append(folder)
+            folder = folder.rpartition("/")[0]
+        verdict = self._folders.get(folder, False) if folder else False
+        for above in reversed(pending):
+            verdict = verdict or self._named_excluded(above, above.rpartition("/")[2])
+            self._folders[above] = verdict
         return verdict
 
     def is_code(self, path: str) -> bool:
