@@ -200,6 +200,11 @@ class ExecutorSettings(ExecutorSettingsBase):
         },
     )
 
+    def __post_init__(self) -> None:
+        from .settings_checks import check
+
+        check(self)
+
 
 common_settings = CommonSettings(
     non_local_exec=True,

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from test_record_helpers import make_site, run_cli
 
+from snakemake_executor_plugin_frozen.dirfd import remove_tree
 from snakemake_executor_plugin_frozen.snapshot import SnapshotError, archive, extract, pack
 from snakemake_executor_plugin_frozen.snapshot.archive import MANIFEST_NAME, _header
 
@@ -267,10 +268,17 @@ def test_a_tree_deeper_than_a_snapshot_may_hold_is_refused_when_packed(tmp_path:
     """1,500 folders (deeper than Python's recursion limit): a clear refusal at packing,
     naming the file, not a RecursionError, nor an archive every job would refuse."""
     _deep_tree(tmp_path / "tree", 1500)
-    with pytest.raises(SnapshotError) as caught:
-        pack(tmp_path / "tree", tmp_path / "store")
-    assert "1501 folders deep" in str(caught.value) and "x.py" in str(caught.value)
-    assert not list((tmp_path / "store").glob("*.tar.zst"))
+    try:
+        with pytest.raises(SnapshotError) as caught:
+            pack(tmp_path / "tree", tmp_path / "store")
+        assert "1501 folders deep" in str(caught.value) and "x.py" in str(caught.value)
+        assert not list((tmp_path / "store").glob("*.tar.zst"))
+    finally:  # pytest's clean-up of old temporary folders recurses
+        parent = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            remove_tree(parent, "tree")
+        finally:
+            os.close(parent)
 
 
 def test_a_tree_as_deep_as_a_snapshot_may_hold_is_packed_and_extracted(tmp_path: Path) -> None:
