@@ -1,0 +1,27 @@
+"""``snakemake-frozen ... | head`` ends quietly: no BrokenPipeError traceback, the exit
+status of a process ended by SIGPIPE (issue 16 item 8)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_snapshot_helpers import make_repo, pack_tree
+
+
+@pytest.mark.parametrize("command", [["show", "--json"], ["show", "--files"]])
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path, command: list[str]) -> None:
+    """Output far beyond a pipe's buffer (3,000 files listed), its reader gone at once."""
+    repo = make_repo(tmp_path / "repo", {f"f{i}.py": f"x = {i}\n" for i in range(3000)})
+    snapshot = pack_tree(repo)
+    argv = [sys.executable, "-m", "snakemake_executor_plugin_frozen.cli", "-C", str(repo)]
+    argv += [*command, snapshot.id]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(10)
+    process.stdout.close()  # as `head -c 10` does
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141, error
+    assert "Traceback" not in error and "BrokenPipe" not in error, error
