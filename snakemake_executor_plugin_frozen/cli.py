@@ -308,7 +308,12 @@ def _print_json(value: object) -> None:
 
 
 def _layout(args: argparse.Namespace) -> Layout:
-    return Layout.of(Path.cwd(), getattr(args, "logdir", None))
+    """``-C DIR``'s layout; without it, that of the workflow folder the current folder lies
+    in (found upwards, as git does)."""
+    logdir = getattr(args, "logdir", None)
+    if getattr(args, "workdir", None) is not None:
+        return Layout.of(Path.cwd(), logdir)
+    return Layout.find(Path.cwd(), logdir)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -344,7 +349,11 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _which(args: argparse.Namespace) -> int:
-    answers = which.which(_layout(args), args.paths)
+    layout = _layout(args)
+    paths = args.paths
+    if layout.workdir != Path.cwd():  # found upwards: paths as typed here, from here
+        paths = [os.path.abspath(p) for p in paths]
+    answers = which.which(layout, paths)
     if args.json:
         _print_json(which.as_json(answers))
     else:

@@ -80,6 +80,17 @@ def test_paths_are_matched_normalised_and_relative_to_the_workdir(
     assert code == 0 and "102" in out
 
 
+def test_from_a_subfolder_the_workflow_folder_is_found_upwards(
+    two_runs, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As git finds its repository: paths are taken as typed in the subfolder."""
+    site, _, second = two_runs
+    monkeypatch.chdir(site.workdir / "results")
+    code, out, _ = run_cli(capsys, "which", "--json", "a.tsv")
+    (answer,) = json.loads(out)["outputs"]
+    assert code == 0 and answer["snapshot"] == second.id
+
+
 def test_the_table_names_rule_wildcards_snapshot_commit_job_node_log(
     two_runs, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -23,6 +23,17 @@ class Layout:
         root = Path(os.path.abspath(workdir))
         return cls(root, Path(os.path.abspath(root / (logdir or LOGDIR))))
 
+    @classmethod
+    def find(cls, start: Path, logdir: Path | None = None) -> Layout:
+        """The layout of the workflow folder ``start`` lies in: the nearest folder at or
+        above it that holds a record (``.snakemake/frozen``), as git finds its repository
+        from a subfolder; ``start`` itself when none does."""
+        here = Path(os.path.abspath(start))
+        for folder in (here, *here.parents):
+            if (folder / STORE.parent).is_dir():
+                return cls.of(folder, logdir)
+        return cls.of(here, logdir)
+
     @property
     def store(self) -> Path:
         return self.workdir / STORE
