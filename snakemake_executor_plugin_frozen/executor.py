@@ -42,11 +42,13 @@ from snakemake_executor_plugin_frozen.snapshot import (
     PackResult,
     SelectionSettings,
     SnapshotError,
+    leases,
     pack,
     read_manifest,
 )
 from snakemake_executor_plugin_frozen.snapshot.drift import edited_since
 from snakemake_executor_plugin_frozen.snapshot.rules import compile_ignore, listing, looks_secret
+from snakemake_executor_plugin_frozen.snapshot.store import Store
 from snakemake_executor_plugin_frozen.view_report import ViewReport, job_view
 from snakemake_executor_plugin_frozen.workflow_sources import (
     changed_since,
@@ -123,8 +125,9 @@ class Executor(RemoteExecutor):
         )
         self.journal_path = self.workdir / journal.JOURNAL
         self.journal_records: list[dict] = []
+        self.lease: leases.Lease | None = None
         if self.settings.mode != "off":
-            self.take_snapshot()
+            self.lease_snapshot()
         self.note(
             journal.run_started(
                 run=self.run_id,
@@ -135,10 +138,6 @@ class Executor(RemoteExecutor):
             )
         )
         self.write_journal()
-        if self.snapshot is not None and not self.snapshot.archive.exists():
-            # Another run's gc removed a stored snapshot this run reuses, before the run
-            # record above told it this one is in use: pack it again.
-            self.take_snapshot()
 
     def check_view_settings(self) -> None:
         if self.settings.copy == "per-job" and self.settings.view == "python":
@@ -248,6 +247,26 @@ class Executor(RemoteExecutor):
         self.warn_missing_modules()
         if self.freezing and self.settings.view != "python":
             self.plan_view(selection.data, sources)
+
+    def lease_snapshot(self) -> None:
+        """Take the snapshot under this run's lease, held until shutdown: no gc (another
+        run's --frozen-gc-*, snakemake-frozen gc) removes it meanwhile, nor any snapshot
+        while this run packs (snapshot/leases.py)."""
+
+        def pack(lost: str | None) -> str:
+            if lost is not None:
+                self.logger.warning(
+                    f"frozen: snapshot {lost[:12]} was removed from the store before this "
+                    "run leased it; packing it again"
+                )
+            self.take_snapshot()
+            assert self.snapshot is not None
+            return self.snapshot.id
+
+        try:
+            self.lease = leases.hold(Store(self.workdir / STORE), self.run_id, pack)
+        except SnapshotError as e:
+            raise WorkflowError(f"frozen: {e}") from e
 
     def plan_view(self, data: tuple[Path, ...], sources: list[Path]) -> None:
         """The snapshot's folders that held only its files, which the job's view binds whole
@@ -754,7 +773,9 @@ class Executor(RemoteExecutor):
     def shutdown(self) -> None:
         super().shutdown()
         self.write_journal()
-        self.collect_garbage()
+        self.collect_garbage()  # while the lease is held: this run's snapshot is kept
+        if self.lease is not None:
+            self.lease.release()
         if self.ended_dir is not None:
             shutil.rmtree(self.ended_dir, ignore_errors=True)
         if self.backend.status_calls:

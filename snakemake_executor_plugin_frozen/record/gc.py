@@ -25,6 +25,11 @@ latest last use of a run that used it, else when it was created.
   job has ended for the moment); snapshots created within GRACE (a run packing right now);
   and every snapshot a kept run used. The store's stat cache is left as it is: a snapshot
   it remembers that is gone only costs the next pack a lookup.
+- Always kept, whatever the journal says: the snapshot and the run of every lease a
+  running Snakemake process holds (``snapshot/leases.py``), and every snapshot when the
+  leases cannot be judged (a run packing right now, too). The leases are read, and
+  everything is removed, under the store's lock: a run starting meanwhile either holds its
+  lease before gc looks, or waits for gc to finish.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from pathlib import Path
 
 from snakemake_executor_plugin_frozen import journal
 from snakemake_executor_plugin_frozen.shellwords import visible
+from snakemake_executor_plugin_frozen.snapshot import leases
+from snakemake_executor_plugin_frozen.snapshot.store import Store
 
 from .activity import Activity, RunState, survey
 from .confine import within
@@ -172,7 +179,7 @@ class _Plan:
                 return self.now
         return moment
 
-    def kept_runs(self, activity: Activity, cutoff: float) -> set[str]:
+    def kept_runs(self, activity: Activity, cutoff: float, in_use: leases.InUse) -> set[str]:
         kept = set()
         for run in self.history.runs.values():
             state = activity.of(run.id)
@@ -181,6 +188,9 @@ class _Plan:
                 self.report.kept_for_jobs[run.id] = _why_kept(state)
             elif run.last >= cutoff:
                 kept.add(run.id)
+            elif run.id in in_use.runs:
+                kept.add(run.id)
+                self.report.notes.append(f"kept run {run.id}: it is going (its lease is held)")
             elif run.last > self.now - GRACE:
                 kept.add(run.id)
                 self.report.notes.append(
@@ -281,11 +291,15 @@ class _Removal:
 
 
 def _decide(
-    plan: _Plan, activity: Activity, keep_last: int | None, older: float | None
+    plan: _Plan,
+    activity: Activity,
+    keep_last: int | None,
+    older: float | None,
+    in_use: leases.InUse,
 ) -> _Removal:
     uses = plan.snapshot_uses()
     cutoff = _cutoff({s: use.last for s, use in uses.items()}, keep_last, older)
-    kept = plan.kept_runs(activity, cutoff)
+    kept = plan.kept_runs(activity, cutoff, in_use)
     needed = {s for run_id in kept for s in plan.history.runs[run_id].snapshots}
     beyond = {s for s, use in uses.items() if use.last < cutoff and s not in needed}
     young = {s for s in beyond if (uses[s].created or 0.0) > plan.now - GRACE}
@@ -294,7 +308,10 @@ def _decide(
             f"kept {len(young)} snapshot(s) made in the last {GRACE / 60:g} minutes: a run "
             "may be starting with them"
         )
-    snapshots = sorted(beyond - young)
+    # Also the rule-log copies of a leased snapshot gone from the store: its run's jobs use them.
+    leased = {s for s in beyond - young if in_use.protects(s)}
+    plan.report.notes += [f"kept snapshot {s[:SHORT]}: {in_use.why(s)}" for s in sorted(leased)]
+    snapshots = sorted(beyond - young - leased)
     runs = [r for r in plan.history.runs if r not in kept]
     kept_tags = {run_id[:RUN_TAG] for run_id in kept}
     ended = plan.layout.logdir / ".ended"
@@ -323,10 +340,11 @@ def _decide(
     )
 
 
-def _remove(plan: _Plan, removal: _Removal) -> int:
-    """Remove what ``removal`` names; returns the journal lines dropped."""
+def _remove(plan: _Plan, removal: _Removal, store: Store) -> int:
+    """Remove what ``removal`` names (store entries through ``store``, whose lock ``judge``
+    holds); returns the journal lines dropped."""
     for snapshot_id in removal.snapshots:
-        plan.store.files.discard(snapshot_id)  # under the store's lock, record first
+        store.discard(snapshot_id)  # record first
     for path in removal.other_files:
         _unlink(path, removal.folders)
     logdir = Path(os.path.realpath(plan.layout.logdir))  # other_files are resolved
@@ -363,13 +381,17 @@ def collect(
             f"the state of unfinished jobs of {len(unknown)} run(s) is unknown ({why}): "
             "everything they use is kept"
         )
-    removal = _decide(plan, activity, keep_last, older_than_days)
-    every = [*removal.store_files, *removal.other_files]
-    report.snapshots, report.runs = removal.snapshots, removal.runs
-    report.files = [str(p) for p in every]
-    report.bytes = _inode_bytes(every)
-    if not dry_run:
-        report.journal_lines = _remove(plan, removal)
+    # Under the store's lock until all is removed: what a run leases is never removed, and
+    # a run starting meanwhile waits to take its lease, then packs again what is gone.
+    with leases.judge(plan.store.files, clean=not dry_run) as in_use:
+        report.notes += in_use.notes
+        removal = _decide(plan, activity, keep_last, older_than_days, in_use)
+        every = [*removal.store_files, *removal.other_files]
+        report.snapshots, report.runs = removal.snapshots, removal.runs
+        report.files = [str(p) for p in every]
+        report.bytes = _inode_bytes(every)
+        if not dry_run:
+            report.journal_lines = _remove(plan, removal, in_use.store)
     return report
 
 

@@ -111,7 +111,7 @@ class Store:
 
     def discard(self, snapshot_id: str) -> None:
         """Remove a damaged snapshot (record first: without it the archive counts as absent)."""
-        with self._locked():
+        with self.locked():
             self.record_path(snapshot_id).unlink(missing_ok=True)
             self.archive_path(snapshot_id).unlink(missing_ok=True)
 
@@ -145,7 +145,7 @@ class Store:
             tmp.unlink()
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def locked(self) -> Iterator[None]:
         fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
             with contextlib.suppress(OSError):
@@ -162,7 +162,7 @@ class Store:
 
         Returns None when this call stored it, or the record of the pack that was first.
         """
-        with self._locked():
+        with self.locked():
             existing = self.load_record(snapshot_id)
             if existing is not None:
                 return existing
