@@ -660,13 +660,6 @@ def test_values_nobody_forged_in_the_record_reach_the_owner_escaped(
     assert difference["added"] == [f"scripts/{EVIL}.py"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: verify's human output does not escape the paths and notes it prints "
-    "(record/verify.py as_text; cli._say only escapes lines that hold a character that is "
-    "not printable, after splitting at line breaks): a line break in a rule folder's name "
-    "starts a line of nobody's choosing",
-)
 def test_verify_shows_a_line_break_in_a_rule_folder_name_escaped(
     shared: Path, owner: Owner
 ) -> None:
@@ -682,13 +675,6 @@ def test_verify_shows_a_line_break_in_a_rule_folder_name_escaped(
     assert visible(rule_folder.name) in _for_people(said)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: show's 'did you mean' names files of the manifest unescaped "
-    "(record/show.py entry; cli._say only escapes lines that hold a character that is not "
-    "printable, after splitting at line breaks): a line break in a file name nobody put in "
-    "the shared workflow starts a line of nobody's choosing",
-)
 def test_show_names_close_files_escaped(shared: Path, owner: Owner) -> None:
     s = _shared_workflow(shared, owner, "sticky", journal_to_nobody=False)
     name = f"count.py\n{FORGED_LINE}.py"

@@ -128,7 +128,11 @@ def entry(snapshot: Snapshot, path: str) -> dict:
     if path in files:
         return files[path]
     close = difflib.get_close_matches(path, list(files), n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else " (show --files lists them)"
+    hint = (
+        f"; did you mean {', '.join(map(visible, close))}?"
+        if close
+        else " (show --files lists them)"
+    )
     raise RecordError(f"snapshot {snapshot.id[:12]} holds no file {path}{hint}", exit_code=1)
 
 

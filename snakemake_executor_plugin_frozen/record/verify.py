@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from snakemake_executor_plugin_frozen.shellwords import visible
 from snakemake_executor_plugin_frozen.snapshot.archive import MANIFEST_MAX_BYTES, MANIFEST_NAME
 from snakemake_executor_plugin_frozen.snapshot.earn import manifest_records
 from snakemake_executor_plugin_frozen.snapshot.hashing import id_of
@@ -254,8 +255,11 @@ def as_json(report: Report) -> dict:
 
 
 def as_text(report: Report) -> str:
-    lines = [f"note: {note}" for note in report.notes]
-    lines += [f"DAMAGED {d.id[:SHORT]} {d.path}: {d.problem}" for d in report.damaged]
+    lines = [f"note: {visible(note)}" for note in report.notes]
+    lines += [
+        f"DAMAGED {visible(d.id[:SHORT])} {visible(d.path)}: {visible(d.problem)}"
+        for d in report.damaged
+    ]
     state = "all intact" if report.ok else f"{len(report.damaged)} problem(s)"
     lines.append(
         f"verified {report.snapshots} snapshot(s) and {report.copies} rule-log copy(ies): {state}"

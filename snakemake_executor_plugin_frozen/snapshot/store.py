@@ -146,11 +146,16 @@ class Store:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        # Read-only is enough for flock, so the group's members can lock a store one of them
+        # made under a umask that leaves the file group read-only; never through a link, and
+        # a FIFO planted at the name cannot block the open.
+        flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(self.path / ".lock", flags, 0o644)
         try:
             with contextlib.suppress(OSError):
-                # Filesystems without locks (NFS mounted nolock) only lose the protection
-                # against two packs of the same id finishing at the same moment.
+                # Filesystems without locks (NFS mounted nolock) lose the protection against
+                # two packs of the same id finishing at the same moment, and the leases'
+                # against gc (see leases.py).
                 fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
