@@ -5,6 +5,7 @@ people cannot carry terminal escape sequences (their JSON stays exact)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from test_record_helpers import Job, days_ago, make_site, run_cli
 
 from snakemake_executor_plugin_frozen import journal
 from snakemake_executor_plugin_frozen.record import gc
+from snakemake_executor_plugin_frozen.record.confine import foreign_link
 from snakemake_executor_plugin_frozen.record.history import History
 
 RUN = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -185,3 +187,19 @@ def test_verify_does_not_read_copies_through_a_link_out_of_the_log_folder(
     (site.layout.logdir / "rule_count").symlink_to(victim)
     _, out, err = run_cli(capsys, "-C", str(site.workdir), "verify")
     assert "lies outside the log folder; not read" in out, out + err
+
+
+def test_a_link_of_another_user_on_the_way_to_a_removal_root_is_named(tmp_path: Path) -> None:
+    """The user's own link (a log folder moved to scratch) is fine; one another user made,
+    anywhere on the way (followed links included), is named."""
+    (tmp_path / "scratch" / "logs").mkdir(parents=True)
+    (tmp_path / "wf" / ".snakemake").mkdir(parents=True)
+    logdir = tmp_path / "wf" / ".snakemake" / "frozen_logs"
+    logdir.symlink_to(tmp_path / "scratch" / "logs")
+    assert foreign_link(logdir) == ""
+    assert foreign_link(tmp_path / "wf" / "missing" / "deeper") == ""
+    (tmp_path / "hop").symlink_to("scratch")
+    os.lchown(tmp_path / "hop", 65534, 65534)
+    logdir.unlink()
+    logdir.symlink_to("../../hop/logs")
+    assert foreign_link(logdir) == f"{tmp_path}/hop is a symbolic link of another user (uid 65534)"

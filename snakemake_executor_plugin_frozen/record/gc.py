@@ -48,7 +48,7 @@ from snakemake_executor_plugin_frozen.snapshot import leases
 from snakemake_executor_plugin_frozen.snapshot.store import Store
 
 from .activity import Activity, RunState, survey
-from .confine import within
+from .confine import foreign_link, within
 from .errors import RecordError
 from .history import History, Job, Run
 from .ids import SHORT
@@ -326,6 +326,7 @@ def _decide(
         if (w := plan.confined(p, store, "the store's scan"))
     ]
     other += folders
+    other = _not_kept(plan, other, _kept_files(plan, uses, set(snapshots), kept, kept_tags))
     stored = [
         p
         for s in snapshots
@@ -338,6 +339,44 @@ def _decide(
         [p for p in other if os.path.lexists(p)],
         set(folders),
     )
+
+
+def _kept_files(
+    plan: _Plan, uses: dict[str, _Use], removed: set[str], kept: set[str], kept_tags: set[str]
+) -> dict[Path, str]:
+    """The files, resolved as ``within`` finds them, that what gc keeps owns: the rule-log
+    copies of kept snapshots, the logs and batch scripts of kept runs; and which owns each."""
+    logdir = plan.layout.logdir
+    owned: dict[Path, str] = {}
+
+    def own(path: object, owner: str) -> None:
+        where = within(path, logdir) if isinstance(path, str | Path) else None
+        if where is not None:
+            owned.setdefault(where, owner)
+
+    for snapshot_id in uses.keys() - removed:
+        for path in uses[snapshot_id].copies:
+            own(path, f"the kept snapshot {snapshot_id[:SHORT]}")
+    for run_id in kept:
+        for job in plan.history.runs[run_id].jobs:
+            own(job.record.get("log"), f"the kept run {run_id}")
+    for tag in kept_tags:
+        for path in plan.files.scripts.get(tag, []):
+            own(path, f"a kept run {tag}...")
+    return owned
+
+
+def _not_kept(plan: _Plan, paths: list[Path], owned: dict[Path, str]) -> list[Path]:
+    """``paths`` without those something kept owns too (a log path two runs' records name,
+    as a forged record does): only what belongs solely to what is removed goes."""
+    kept = []
+    for path in paths:
+        owner = owned.get(path)
+        if owner is None:
+            kept.append(path)
+        else:
+            plan.report.notes.append(f"kept: {path}, which {owner} owns too")
+    return kept
 
 
 def _remove(plan: _Plan, removal: _Removal, store: Store) -> int:
@@ -370,7 +409,14 @@ def collect(
     report = GcReport(dry_run, keep_last, older_than_days)
     if keep_last is None and older_than_days is None:
         return report
-    plan = _Plan(Layout.of(workdir, logdir), report)
+    layout = Layout.of(workdir, logdir)
+    for root in (layout.logdir, layout.store):
+        if why := foreign_link(root):
+            raise RecordError(
+                f"nothing removed: {why}, so {root} may lead anywhere; check it (ls -l), "
+                "replace it by a folder of yours, and run gc again"
+            )
+    plan = _Plan(layout, report)
     activity = survey(plan.history)
     report.slurm = activity.slurm
     unknown = [run for run, state in activity.runs.items() if state.unknown]
