@@ -231,7 +231,11 @@ def _record_commands(commands: argparse._SubParsersAction, common: argparse.Argu
         "last used more than D days ago; with both only what is beyond both goes.",
     )
     gc.add_argument(
-        "--keep-last", type=int, metavar="N", help="keep the N most recently used snapshots"
+        "--keep-last",
+        type=int,
+        metavar="N",
+        help="keep the N (1 or more) most recently used snapshots; --older-than 0 removes "
+        "everything no run needs",
     )
     gc.add_argument(
         "--older-than", type=float, metavar="DAYS", help="remove what was last used before"

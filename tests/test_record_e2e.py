@@ -300,7 +300,7 @@ def test_gc_keeps_what_a_held_job_needs_and_frees_the_rest(
         assert held_snapshot not in runs.snapshots
         old_logs = [Path(r["log"]) for r in _records(workdir, "submitted") if r["run"] != held_run]
 
-        code, out, _ = run_cli(capsys, "-C", str(workdir), "gc", "--keep-last", "0", "--json")
+        code, out, _ = run_cli(capsys, "-C", str(workdir), "gc", "--older-than", "0", "--json")
         assert code == 0
         report = json.loads(out)
         assert report["kept_for_jobs"] == {held_run: "1 pending, 0 running"}

@@ -99,7 +99,7 @@ def test_dry_run_tells_and_the_real_run_removes_exactly_that(
     [
         (2, None, [RUN_A]),
         (1, None, [RUN_A, RUN_B]),
-        (0, None, [RUN_A, RUN_B, RUN_C]),
+        (None, 0, [RUN_A, RUN_B, RUN_C]),
         (3, None, []),
         (9, None, []),
         (None, 20, [RUN_A]),
@@ -107,7 +107,6 @@ def test_dry_run_tells_and_the_real_run_removes_exactly_that(
         (None, 0.5, [RUN_A, RUN_B, RUN_C]),
         (1, 20, [RUN_A]),  # beyond both only
         (2, 5, [RUN_A]),
-        (0, 5, [RUN_A, RUN_B]),
     ],
 )
 def test_keep_last_and_older_than(three, no_grace, keep_last, older_than, removed) -> None:
@@ -139,7 +138,7 @@ def test_unfinished_jobs_that_cannot_be_asked_about_keep_their_run(
     site.run(
         RUN_A, snapshot, [Job("count", "results/a.tsv", "local1", outcome=None)], time=days_ago(30)
     )
-    report = _collect(site, keep_last=0)
+    report = _collect(site, older_than=0)
     assert (report.snapshots, report.runs) == ([], [])
     assert "SLURM could not be asked" in report.kept_for_jobs[RUN_A]
     assert "without SLURM" in report.notes[0]
@@ -157,7 +156,7 @@ def test_without_slurm_every_run_with_unfinished_jobs_is_kept(
     empty = tmp_path / "bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))  # no squeue
-    report = _collect(site, keep_last=0)
+    report = _collect(site, older_than=0)
     assert (report.snapshots, report.runs) == ([new.id], [RUN_B])
     assert RUN_A in report.kept_for_jobs
     assert "squeue failed" in report.slurm and "squeue failed" in report.notes[0]
@@ -169,7 +168,7 @@ def test_young_snapshots_and_runs_are_kept_whatever_the_policy(tmp_path: Path) -
     site.edit("scripts/count.py", "VERSION = 'v2'\n")
     used = site.pack()
     site.run(RUN_A, used, [Job("count", "results/a.tsv", "1")])  # between two batches
-    report = _collect(site, keep_last=0)
+    report = _collect(site, older_than=0)
     assert (report.snapshots, report.runs) == ([], [])
     assert unused.archive.exists()
     assert f"kept run {RUN_A}: it recorded something in the last 10 minutes" in report.notes[0]
@@ -181,7 +180,7 @@ def test_logs_the_journal_does_not_know_are_left_alone(three, no_grace) -> None:
     stranger = site.layout.logdir / "rule_count" / "old" / "17.log"
     stranger.parent.mkdir(parents=True)
     stranger.write_text("from before the journal\n")
-    _collect(site, keep_last=0)
+    _collect(site, older_than=0)
     assert stranger.exists()
 
 
@@ -208,8 +207,9 @@ def test_the_command_line(three, no_grace, capsys: pytest.CaptureFixture[str]) -
     site, (first, _, _) = three
     code, _, err = run_cli(capsys, "-C", str(site.workdir), "gc")
     assert code == 2 and "--keep-last" in err
-    code, _, err = run_cli(capsys, "-C", str(site.workdir), "gc", "--keep-last", "-1")
-    assert code == 2 and "0 or more" in err
+    for refused in ("-1", "0"):  # 0 would remove everything, where frozen-gc-keep-last 0 is off
+        code, _, err = run_cli(capsys, "-C", str(site.workdir), "gc", "--keep-last", refused)
+        assert code == 2 and "1 or more" in err and "--older-than 0" in err
     code, out, _ = run_cli(capsys, "-C", str(site.workdir), "gc", "--older-than", "20", "--dry-run")
     assert code == 0
     assert f"would remove snapshot {first.id[:12]}" in out

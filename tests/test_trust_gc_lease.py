@@ -176,13 +176,13 @@ def test_the_runs_own_gc_keeps_its_snapshot_until_the_lease_is_released(runs) ->
     site, (first, _, _) = runs
     lease = leases.hold(Store(site.layout.store), RUN_X, already_stored(first.id))
     try:
-        report = gc.collect(site.workdir, site.layout.logdir, 0, None, dry_run=False)
+        report = gc.collect(site.workdir, site.layout.logdir, None, 0, dry_run=False)
         assert first.id not in report.snapshots and first.archive.exists()
         assert f"kept snapshot {first.id[:12]}: in use by run {RUN_X}" in " ".join(report.notes)
     finally:
         lease.release()
     assert not lease_path(site, RUN_X).exists()
-    report = gc.collect(site.workdir, site.layout.logdir, 0, None, dry_run=False)
+    report = gc.collect(site.workdir, site.layout.logdir, None, 0, dry_run=False)
     assert first.id in report.snapshots and not first.archive.exists()
 
 
@@ -339,7 +339,7 @@ def test_an_untrusted_lease_folder_makes_runs_refuse_and_gc_keep_everything(
     store = Store(site.layout.store)
     with pytest.raises(SnapshotError, match=f"{folder} is a symbolic link, not a folder"):
         leases.hold(store, RUN_X, already_stored(first.id))
-    report = gc.collect(site.workdir, site.layout.logdir, 0, None, dry_run=False)
+    report = gc.collect(site.workdir, site.layout.logdir, None, 0, dry_run=False)
     assert report.snapshots == [] and first.archive.exists() and third.archive.exists()
     assert report.notes[0].startswith(f"kept every snapshot: {folder} is a symbolic link")
     assert os.listdir(elsewhere) == []  # nothing made through the link
@@ -348,7 +348,7 @@ def test_an_untrusted_lease_folder_makes_runs_refuse_and_gc_keep_everything(
     folder.chmod(0o777)
     with pytest.raises(SnapshotError, match="is writable by every user"):
         leases.hold(store, RUN_X, already_stored(first.id))
-    report = gc.collect(site.workdir, site.layout.logdir, 0, None, dry_run=False)
+    report = gc.collect(site.workdir, site.layout.logdir, None, 0, dry_run=False)
     assert report.snapshots == [] and second.archive.exists()
     assert "kept every snapshot" in report.notes[0]
 
@@ -371,7 +371,7 @@ def test_without_flock_a_lease_counts_as_held_and_a_note_says_so(
     lease = leases.hold(Store(site.layout.store), RUN_X, already_stored(first.id))
     try:
         assert not lease.locked
-        report = gc.collect(site.workdir, site.layout.logdir, 0, None, dry_run=False)
+        report = gc.collect(site.workdir, site.layout.logdir, None, 0, dry_run=False)
     finally:
         lease.release()
     assert report.snapshots == sorted([second.id, third.id]) and first.archive.exists()
@@ -386,7 +386,7 @@ def test_while_a_run_packs_gc_keeps_every_snapshot(
     # The pack may be reading a stored snapshot to reuse it: its lease names none yet.
     site, snapshots = runs
     with holder(site.layout.store, RUN_X, "packing"):
-        report = gc_json(capsys, site, "--keep-last", "0")
+        report = gc_json(capsys, site, "--older-than", "0")
     assert report["snapshots"] == [] and all(s.archive.exists() for s in snapshots)
     packing = f"kept every snapshot: run {RUN_X} holds a lease naming no snapshot"
     assert report["notes"][0].startswith(packing), report["notes"]

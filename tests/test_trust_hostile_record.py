@@ -552,7 +552,7 @@ def test_names_nobody_chose_reach_the_owner_escaped_after_a_real_run(
     for args in (
         ["list"],
         ["show", sid],
-        ["gc", "--keep-last", "0", "--dry-run"],
+        ["gc", "--older-than", "0", "--dry-run"],
         ["verify"],
     ):
         said = owner.frozen(workdir, *args)

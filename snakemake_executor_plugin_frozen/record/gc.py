@@ -15,8 +15,8 @@ id. What fails is refused with a note naming the record, and left untouched.
 The policy, judged by *last use*: a run's is its latest journal record; a snapshot's the
 latest last use of a run that used it, else when it was created.
 
-- ``keep_last`` N: the N most recently used snapshots are kept, and so is everything used
-  since the N-th of them was last used (0: none is kept for this reason).
+- ``keep_last`` N (1 or more): the N most recently used snapshots are kept, and so is
+  everything used since the N-th of them was last used.
 - ``older_than_days`` D: what was last used more than D days ago is removed.
 - Both: only what is beyond both is removed. Neither: nothing is.
 - Always kept: every run with a job SLURM lists as pending (held jobs too) or running, or
@@ -121,10 +121,7 @@ def _cutoff(uses: dict[str, float], keep_last: int | None, older_than_days: floa
     cutoffs = []
     if keep_last is not None:
         ranked = sorted(uses.values(), reverse=True)
-        if keep_last == 0:
-            cutoffs.append(float("inf"))
-        else:
-            cutoffs.append(ranked[keep_last - 1] if len(ranked) >= keep_last else float("-inf"))
+        cutoffs.append(ranked[keep_last - 1] if len(ranked) >= keep_last else float("-inf"))
     if older_than_days is not None:
         cutoffs.append(time.time() - older_than_days * 86400)
     return min(cutoffs) if cutoffs else float("-inf")
@@ -402,8 +399,13 @@ def collect(
     """Remove (``dry_run``: only tell) what the policy (module docstring) does not keep.
     ``logdir``: relative to ``workdir`` unless absolute. Never raises for SLURM trouble
     (then the runs with unfinished jobs are kept, and a note says so)."""
-    if keep_last is not None and keep_last < 0:
-        raise RecordError(f"--keep-last must be 0 or more, not {keep_last}")
+    if keep_last is not None and keep_last < 1:
+        # 0 would remove every snapshot here, where the setting frozen-gc-keep-last 0 means
+        # "off": one name, one meaning.
+        raise RecordError(
+            f"--keep-last must be 1 or more, not {keep_last} (to remove everything no run "
+            "needs: --older-than 0)"
+        )
     if older_than_days is not None and not older_than_days >= 0:
         raise RecordError(f"--older-than must be 0 days or more, not {older_than_days}")
     report = GcReport(dry_run, keep_last, older_than_days)
