@@ -23,6 +23,7 @@ from snakemake_executor_plugin_frozen import arrays, jobscript, journal, shellwo
 from snakemake_executor_plugin_frozen.backends import LocalBackend, SbatchBackend
 from snakemake_executor_plugin_frozen.leaks import shell_leaks
 from snakemake_executor_plugin_frozen.programs import conda_file, environment_record
+from snakemake_executor_plugin_frozen.record.table import size
 from snakemake_executor_plugin_frozen.settings import ExecutorSettings
 from snakemake_executor_plugin_frozen.slurm.commands import (
     SbatchError,
@@ -47,7 +48,12 @@ from snakemake_executor_plugin_frozen.snapshot import (
     read_manifest,
 )
 from snakemake_executor_plugin_frozen.snapshot.drift import edited_since
-from snakemake_executor_plugin_frozen.snapshot.rules import compile_ignore, listing, looks_secret
+from snakemake_executor_plugin_frozen.snapshot.rules import (
+    LOG_FOLDER_MARKER,
+    compile_ignore,
+    listing,
+    looks_secret,
+)
 from snakemake_executor_plugin_frozen.snapshot.store import Store
 from snakemake_executor_plugin_frozen.view_report import ViewReport, job_view
 from snakemake_executor_plugin_frozen.workflow_sources import (
@@ -78,19 +84,8 @@ class Executor(RemoteExecutor):
                 "Run on a SLURM login node, or use --frozen-submit local to run the jobs on "
                 "this machine from the same snapshot."
             )
-        scratch = self.settings.scratch
-        if not self.settings.scratch_max_age_hours >= 0:
-            raise WorkflowError(
-                "frozen: --frozen-scratch-max-age-hours must be 0 or more (or inf), got "
-                f"{self.settings.scratch_max_age_hours}"
-            )
-        if scratch and not scratch.startswith(("/", "{")):
-            raise WorkflowError(
-                f"frozen: frozen-scratch {scratch!r} is a relative path: it would be resolved "
-                "in the working directory on each node (and land in the code). Give an "
-                "absolute node-local folder, e.g. '{LOCAL_SCRATCH}/frozen' or '/tmp'."
-            )
         self.backend = self.make_backend()
+        self.mark_logdir()
         # Snakemake's own list of active jobs is empty while a status query runs, so a
         # Ctrl-C then would cancel nothing: keep our own.
         self.unfinished: dict[str, SubmittedJobInfo] = {}
@@ -139,13 +134,27 @@ class Executor(RemoteExecutor):
         )
         self.write_journal()
 
+    @property
+    def log_label(self) -> str:
+        return "SLURM log" if isinstance(self.backend, SbatchBackend) else "job log"
+
+    def mark_logdir(self) -> None:
+        """Mark the log folder: what it holds is never packed as code, here nor wherever
+        the setting moves the logs later (``rules.LOG_FOLDER_MARKER``)."""
+        marker = self.logdir / LOG_FOLDER_MARKER
+        try:
+            self.logdir.mkdir(parents=True, exist_ok=True)
+            if not marker.exists():
+                marker.write_text(
+                    "This folder holds logs, batch scripts and code archives of "
+                    "snakemake-executor-plugin-frozen runs; no snapshot packs it.\n"
+                )
+        except OSError as e:
+            message = f"frozen: cannot create the log folder {self.logdir}: {e}"
+            raise WorkflowError(message) from None
+
     def check_view_settings(self) -> None:
-        if self.settings.copy == "per-job" and self.settings.view == "python":
-            raise WorkflowError(
-                "frozen: --frozen-copy per-job needs the mount view, which --frozen-view "
-                "python turns off: with Python-level freezing a write into the code would "
-                "reach the live file. Use --frozen-view auto or mount."
-            )
+        # (Values that cannot work are refused with the settings: settings_checks.py.)
         if self.settings.copy == "per-job" and not self.freezing:
             self.logger.warning(
                 f"frozen: --frozen-copy per-job has no effect in --frozen-mode "
@@ -155,27 +164,14 @@ class Executor(RemoteExecutor):
     def make_backend(self) -> LocalBackend | SbatchBackend:
         if self.settings.submit == "local":
             return LocalBackend()
-        try:
-            excluded = frozenset(node_list(self.settings.exclude_failed_nodes))
-        except ValueError as e:
-            raise WorkflowError(
-                f"frozen: --frozen-exclude-failed-nodes: {e}; give node names or hostlist "
-                "expressions separated by commas, e.g. 'node1,gpu[3-4]'."
-            ) from None
-        try:
-            submit_settings = SubmitSettings(
-                qos=self.settings.qos or None,
-                reservation=self.settings.reservation or None,
-                requeue=self.settings.requeue,
-                no_requeue=self.settings.no_requeue,
-                exclude_nodes=excluded,
-            )
-        except SlurmSubmitError as e:
-            raise WorkflowError(f"frozen: {e}") from None
-        if self.settings.stuck_minutes <= 0:
-            raise WorkflowError(
-                f"frozen: --frozen-stuck-minutes must be above 0, got {self.settings.stuck_minutes}"
-            )
+        # The values were checked with the settings (settings_checks.py).
+        submit_settings = SubmitSettings(
+            qos=self.settings.qos or None,
+            reservation=self.settings.reservation or None,
+            requeue=self.settings.requeue,
+            no_requeue=self.settings.no_requeue,
+            exclude_nodes=frozenset(node_list(self.settings.exclude_failed_nodes)),
+        )
         return SbatchBackend(
             submit_settings, self.run_id, stuck_seconds=self.settings.stuck_minutes * 60
         )
@@ -236,10 +232,11 @@ class Executor(RemoteExecutor):
                 "version Snakemake did not parse; if that matters, stop and start the run again."
             )
         s = self.snapshot
+        took = time.time() - self.snapshot_taken
         self.logger.info(
             f"frozen: snapshot {s.id[:12]} of {self.code_root}: {s.files} files, "
-            f"{s.bytes / 1e6:.1f} MB -> {s.archive_bytes / 1e6:.2f} MB "
-            f"({'new' if s.created else 'already stored'}: {s.archive})"
+            f"{size(s.bytes)} -> {size(s.archive_bytes)} "
+            f"({'new' if s.created else 'already stored'}, {took:.2f} s: {s.archive})"
         )
         for warning in s.warnings:
             self.logger.warning(f"frozen: {warning}")
@@ -586,7 +583,9 @@ class Executor(RemoteExecutor):
             job_label=p.label,
             job_name=self.run_id,
             comment=self.comment(p.comment, token),
-            log_path=p.job_dir / "%j.log",
+            # The run's tag too: local job ids restart every run, and SLURM's wrap around
+            # or restart on a new cluster; no two jobs of two runs may share a log.
+            log_path=p.job_dir / f"%j-{self.run_id[:8]}.log",
             workdir=self.workdir,
             script=p.script,
             resources=job_resources(p.job),
@@ -613,7 +612,7 @@ class Executor(RemoteExecutor):
             job_label=label,
             job_name=self.run_id,
             comment=self.comment(f"rule_{rule}_array", token),
-            log_path=first.rule_dir / "%A_%a.log",
+            log_path=first.rule_dir / f"%A_%a-{self.run_id[:8]}.log",
             workdir=self.workdir,
             script=script,
             resources=job_resources(first.job),
@@ -723,7 +722,7 @@ class Executor(RemoteExecutor):
             else:
                 log = job_info.aux["log"]
                 self.report_job_error(
-                    job_info, msg=f"{end.message}\nSLURM log: {log}\n", aux_logs=[str(log)]
+                    job_info, msg=f"{end.message}\n{self.log_label}: {log}\n", aux_logs=[str(log)]
                 )
         self.poll_wait = self.poll_interval.next(finished=bool(ends))
         self.write_journal()
@@ -784,16 +783,25 @@ class Executor(RemoteExecutor):
                 f"frozen: {self.backend.status_calls} status queries in {minutes:.1f} minutes "
                 f"({self.backend.status_calls / minutes:.1f} per minute)"
             )
-        if self.snapshot is None or not self.freezing:
+        if self.snapshot is None:
             return
-        for line in self.views.summary():
-            self.logger.warning(line)
+        if self.freezing:
+            for line in self.views.summary():
+                self.logger.warning(line)
         edited = edited_since(self.manifest, self.snapshot_taken)
-        if edited:
+        if not edited:
+            return
+        what = f"{len(edited)} file(s) of the code were edited during this run"
+        if self.freezing:
             self.logger.info(
-                f"frozen: {len(edited)} file(s) of the code were edited during this run "
-                f"({listing(edited, limit=10)}); the jobs ran the versions of snapshot "
-                f"{self.snapshot.id[:12]}."
+                f"frozen: {what} ({listing(edited, limit=10)}); the jobs ran the versions of "
+                f"snapshot {self.snapshot.id[:12]}."
+            )
+        else:  # archive mode: the snapshot is only a record, the jobs read the live files
+            self.logger.warning(
+                f"frozen: {what} ({listing(edited, limit=10)}); in --frozen-mode archive the "
+                "jobs ran the live files, so jobs that started after an edit may have run code "
+                f"that snapshot {self.snapshot.id[:12]} does not hold."
             )
 
     def collect_garbage(self) -> None:

@@ -102,12 +102,13 @@ def test_the_table_names_rule_wildcards_snapshot_commit_job_node_log(
         "RULE",
         "WILDCARDS",
         "SNAPSHOT",
+        "MODE",
         "COMMIT",
         "JOB",
         "NODE",
         "LOG",
     ]
-    assert row.split()[:4] == ["results/a.tsv", "count", "s=a", second.id[:12]]
+    assert row.split()[:5] == ["results/a.tsv", "count", "s=a", second.id[:12], "freeze"]
     assert row.split()[-3:-1] == ["201", "node1"]
 
 
@@ -169,3 +170,36 @@ def test_a_collected_snapshot_is_said_to_be_gone(
     code, (b,) = _which(capsys, site, "results/b.tsv")
     assert code == 0 and b["in_store"] is False and b["commit"] is None
     assert "no longer in the store" in b["notes"][0]
+
+
+@pytest.mark.parametrize(
+    ("mode", "view", "caveat"),
+    [
+        ("archive", "", "ran in --frozen-mode archive: it read the live files"),
+        ("freeze", "python", "shell: commands and other programs read the live files"),
+        ("freeze", "mount", None),
+    ],
+)
+def test_each_answer_says_the_mode_and_where_the_code_may_differ(
+    two_runs, capsys: pytest.CaptureFixture[str], mode: str, view: str, caveat: str | None
+) -> None:
+    """Archive mode gave a confident wrong answer: the jobs ran live code (issue 16 item 3)."""
+    site, _, second = two_runs
+    lines = site.layout.journal.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    for record in records:
+        if record["event"] == "submitted":
+            record["mode"] = mode
+        if record["event"] == "ended":
+            record["view"] = view
+    site.layout.journal.write_text("".join(json.dumps(r) + "\n" for r in records))
+    code, answers = _which(capsys, site, "results/a.tsv")
+    (answer,) = answers
+    assert code == 0 and answer["mode"] == mode and answer["snapshot"] == second.id
+    notes = [n for n in answer["notes"] if "live files" in n]
+    if caveat is None:
+        assert notes == [], answer["notes"]
+    else:
+        assert len(notes) == 1 and caveat in notes[0], answer["notes"]
+    _, out, _ = run_cli(capsys, "-C", str(site.workdir), "which", "results/a.tsv")
+    assert out.splitlines()[1].split()[4] == (f"{mode}/{view}" if view else mode)

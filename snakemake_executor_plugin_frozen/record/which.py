@@ -40,6 +40,8 @@ class Answer:
     submitted: str | None = None
     ended: str | None = None
     log: str | None = None
+    mode: str | None = None  # --frozen-mode of the job: freeze, archive or off
+    view: str | None = None  # the view its log names (freeze): mount or python; None unknown
     reason: str | None = None  # why nothing was found
     notes: list[str] = field(default_factory=list)
 
@@ -112,6 +114,10 @@ class Finder:
         answer.submitted = record.get("time")
         answer.ended = end.get("time")
         answer.log = record.get("log")
+        answer.mode = record.get("mode")
+        answer.view = end.get("view") or None
+        if note := _mode_caveat(answer.mode, answer.view, job.snapshot):
+            answer.notes.append(note)
         if job.snapshot is None:
             answer.notes.append("the run had --frozen-mode off: no snapshot of its code")
             return
@@ -152,6 +158,26 @@ class Finder:
         return "does not exist, and no job in the journal names it as an output"
 
 
+def _mode_caveat(mode: str | None, view: str | None, snapshot: str | None) -> str:
+    """What the job's mode and view leave uncertain about the code it ran ("" nothing)."""
+    short = (snapshot or "")[:SHORT]
+    if mode == "archive":
+        return (
+            f"the job ran in --frozen-mode archive: it read the live files, so the code it ran "
+            f"may differ from snapshot {short} (by any edit made before it started)"
+        )
+    if mode == "freeze" and view == "python":
+        return (
+            "the job ran in the python view: its Python imports and open() read snapshot "
+            f"{short}, but shell: commands and other programs read the live files"
+        )
+    return ""
+
+
+def _mode_text(answer: Answer) -> str:
+    return f"{answer.mode}/{answer.view}" if answer.mode and answer.view else answer.mode or "-"
+
+
 def _state(job: Job) -> str:
     if job.end is None:
         return "no end recorded"
@@ -181,6 +207,7 @@ def as_text(answers: list[Answer]) -> str:
                 a.rule,
                 _wildcards_text(a.wildcards),
                 (a.snapshot or "-")[:SHORT],
+                _mode_text(a),
                 commit_text(a.commit, a.dirty) if a.in_store else "-",
                 a.slurm_id,
                 a.node or "-",
@@ -188,7 +215,9 @@ def as_text(answers: list[Answer]) -> str:
             )
             for a in found
         ]
-        headers = ("OUTPUT", "RULE", "WILDCARDS", "SNAPSHOT", "COMMIT", "JOB", "NODE", "LOG")
+        headers = (
+            "OUTPUT", "RULE", "WILDCARDS", "SNAPSHOT", "MODE", "COMMIT", "JOB", "NODE", "LOG"
+        )  # fmt: skip
         parts.append(render(headers, rows))
     for a in answers:
         for note in a.notes:

@@ -44,9 +44,12 @@ SECRET_FOLDERS = frozenset({".aws", ".ssh", ".gnupg"})
 NOT_CODE_FOLDERS = frozenset(
     {"__pycache__", "node_modules", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 )
-# and folders holding one of these: a virtual env, a conda env (a folder holding a
-# CACHEDIR.TAG with the signature is one too: ``store.holds_cache_tag``).
-ENV_MARKERS = frozenset({"pyvenv.cfg", "conda-meta"})
+# and folders holding one of these: a virtual env, a conda env, a log folder of this plugin
+# (which keeps its marker when the setting moves the logs elsewhere: the old folder is still
+# no code); a folder holding a CACHEDIR.TAG with the signature is one too
+# (``store.holds_cache_tag``).
+LOG_FOLDER_MARKER = ".snakemake-frozen-logs"
+ENV_MARKERS = frozenset({"pyvenv.cfg", "conda-meta", LOG_FOLDER_MARKER})
 # The add-back's walks into ignored folders also stop at another repository.
 NOT_CODE_MARKERS = ENV_MARKERS | {".git"}
 

@@ -1,0 +1,63 @@
+"""No two jobs of any two runs share a log path (local job ids restart at ``local1`` every
+run; SLURM's wrap around or restart on a new cluster), so ``gc`` never removes the log of a
+run it keeps and ``which`` never points at a log another run overwrote (issue 16 item 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_snakemake
+from test_record_gc import no_grace  # noqa: F401 (a fixture)
+from test_record_helpers import run_cli
+
+from snakemake_executor_plugin_frozen import journal
+from snakemake_executor_plugin_frozen.record.layout import Layout
+
+LOCAL = ("--executor", "frozen", "--frozen-submit", "local", "-j1")
+
+
+@pytest.mark.usefixtures("no_grace")
+def test_two_runs_keep_two_logs_and_gc_keeps_the_kept_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    (workdir / "Snakefile").write_text(
+        "rule a:\n    output: 'out.txt'\n    shell: 'cat helper.py > {output}'\n"
+    )
+    (workdir / "helper.py").write_text("VERSION = 1\n")
+    run_snakemake(workdir, *LOCAL)
+    (workdir / "helper.py").write_text("VERSION = 2\n")  # a second snapshot, and run
+    run_snakemake(workdir, *LOCAL, "--forceall")
+
+    records = journal.read(Layout.of(workdir).journal).records
+    logs = [Path(r["log"]) for r in records if r["event"] == "submitted"]
+    assert len(logs) == 2 and len(set(logs)) == 2, logs
+    assert {r["slurm_id"] for r in records if r["event"] == "submitted"} == {"local1"}
+    first_log, second_log = logs
+
+    code, out, _ = run_cli(capsys, "-C", str(workdir), "gc", "--keep-last", "1", "--json")
+    assert code == 0 and len(json.loads(out)["runs"]) == 1
+    assert not first_log.exists() and second_log.is_file()
+    code, out, _ = run_cli(capsys, "-C", str(workdir), "which", "--json", "out.txt")
+    (answer,) = json.loads(out)["outputs"]
+    assert code == 0 and Path(answer["log"]) == second_log
+
+
+def test_a_log_folder_the_setting_moved_away_from_is_never_packed(tmp_path: Path) -> None:
+    """Whatever a run of this plugin wrote (logs, batch scripts, rule-log archives) is no
+    code, also once ``frozen-logdir`` points elsewhere (issue 16 item 4)."""
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    (workdir / "Snakefile").write_text(
+        "rule a:\n    output: 'out.txt'\n    shell: 'echo 1 > {output}'\n"
+    )
+    first = run_snakemake(workdir, *LOCAL, "--frozen-logdir", "logs/slurm")
+    assert list((workdir / "logs/slurm").rglob("*.sh")), first.stderr
+    run_snakemake(workdir, *LOCAL, "--forceall")
+    records = journal.read(Layout.of(workdir).journal).records
+    second = [r["snapshot"] for r in records if r["event"] == "run"][-1]
+    manifest = json.loads((Layout.of(workdir).store / f"{second}.json").read_text())
+    assert [f["path"] for f in manifest["files"]] == ["Snakefile"]
