@@ -1,7 +1,6 @@
 """Glue between Snakemake and the snapshot engine, the batch script and the SLURM backend."""
 
 import contextlib
-import filecmp
 import functools
 import os
 import posixpath
@@ -24,6 +23,7 @@ from snakemake_executor_plugin_frozen.backends import LocalBackend, SbatchBacken
 from snakemake_executor_plugin_frozen.leaks import shell_leaks
 from snakemake_executor_plugin_frozen.programs import conda_file, environment_record
 from snakemake_executor_plugin_frozen.record.table import size
+from snakemake_executor_plugin_frozen.rule_copies import RuleCopies
 from snakemake_executor_plugin_frozen.settings import ExecutorSettings
 from snakemake_executor_plugin_frozen.slurm.commands import (
     SbatchError,
@@ -109,7 +109,7 @@ class Executor(RemoteExecutor):
         self.code_root = Path()
         self.checked_rules: set[str] = set()
         self.warned: set[tuple[str, str]] = set()  # (rule, warning): said once per rule
-        self.placed: set[Path] = set()  # rule log folders that hold this run's snapshot
+        self.rule_copies: RuleCopies | None = None  # once the snapshot is taken
         self.whole: tuple[str, ...] = ()  # folders the job's view binds whole
         self.left_live: tuple[str, ...] = ()  # files the job's view leaves live
         self.views = ViewReport()
@@ -371,21 +371,12 @@ class Executor(RemoteExecutor):
         return jobscript.frozen_path(os.path.relpath(path.resolve(), self.code_root))
 
     def place_snapshot(self, rule_dir: Path) -> Path:
-        """The run's archive and manifest beside the rule's logs; one pair per snapshot and
-        rule, however many jobs: a hard link to the store, a copy across file systems."""
+        """The run's archive and manifest beside the rule's logs (``rule_copies.py``)."""
         assert self.snapshot is not None
-        stem = f"code-{self.snapshot.id[:12]}"
-        if rule_dir in self.placed:
-            return rule_dir / (stem + ".tar.zst")
-        self.placed.add(rule_dir)
-        for source, suffix in (
-            (self.snapshot.archive, ".tar.zst"),
-            (self.snapshot.manifest, ".json"),
-        ):
-            target = rule_dir / (stem + suffix)
-            if not is_same_file(source, target):
-                link_or_copy(source, target)
-        return rule_dir / (stem + ".tar.zst")
+        if self.rule_copies is None:
+            s = self.snapshot
+            self.rule_copies = RuleCopies(s.archive, s.manifest, s.id[:12])
+        return self.rule_copies.place(rule_dir)
 
     # -- what the job runs ----------------------------------------------------------------
 
@@ -881,23 +872,3 @@ def write_executable(path: Path, text: str) -> None:
         os.fchmod(script.fileno(), 0o700)  # whatever the umask or an older file said
         script.write(text)
     os.replace(temporary, path)
-
-
-def is_same_file(source: Path, target: Path) -> bool:
-    """`target` is the store's file (its hard link) or a byte-identical copy: a rule-log
-    copy edited in place, or left from a damaged store entry, is placed again."""
-    try:
-        if os.path.samefile(source, target):
-            return True
-        return filecmp.cmp(source, target, shallow=False)
-    except OSError:
-        return False
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        os.link(source, temporary)
-    except OSError:
-        shutil.copy2(source, temporary)  # with the store file's (read-only) mode
-    os.replace(temporary, target)

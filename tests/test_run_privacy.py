@@ -1,6 +1,7 @@
 """A run's copies of the code are no more readable than the code, secrets stay out, and a
 damaged record is repaired by the next run (local submission: no SLURM needed)."""
 
+import os
 import stat
 from pathlib import Path
 
@@ -54,17 +55,20 @@ def test_copies_are_private_and_secrets_stay_out(tmp_path: Path) -> None:
 
 
 def test_a_damaged_rule_log_copy_is_repaired_by_the_next_run(tmp_path: Path) -> None:
+    """The copy beside the logs is independent of the store (issue 16 item 6): damaging it
+    damages nothing else, and the next run places it again."""
     workdir = make_workflow(tmp_path)
     run_snakemake(workdir, *LOCAL)
     (archive,) = (workdir / ".snakemake" / "frozen_logs" / "rule_a").glob("code-*.tar.zst")
     record = archive.with_suffix("").with_suffix(".json")
+    (stored,) = (workdir / ".snakemake" / "frozen" / "snapshots").glob("*.tar.zst")
+    assert not os.path.samefile(archive, stored)
     archive.chmod(0o600)
-    with open(archive, "r+b") as damaged:  # in place: the store's hard link changes too
+    with open(archive, "r+b") as damaged:  # in place
         damaged.seek(100)
         damaged.write(b"\0" * 16)
+    assert file_sha256(stored) == read_manifest(record)["archive_sha256"]  # unharmed
     again = run_snakemake(workdir, *LOCAL, "--forceall")
-    assert "did not hold this tree's code" in again.stderr
-    # Made again (a new creation time, so new archive bytes), and the copy beside the logs
-    # is the new one, matching its record there.
+    assert "did not hold this tree's code" not in again.stderr  # the store was intact
     assert file_sha256(archive) == read_manifest(record)["archive_sha256"]
-    assert mode(archive) == 0o400
+    assert mode(archive) == 0o400 and not os.path.samefile(archive, stored)
