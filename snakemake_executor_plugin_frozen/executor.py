@@ -630,6 +630,7 @@ class Executor(RemoteExecutor):
                 log=log,
                 workdir=self.workdir,
                 mode=self.settings.mode,
+                inputs=journal.input_facts(job_inputs(job), self.workdir),
             )
         )
         submitted = SubmittedJobInfo(job, external_jobid=job_id, aux={"log": log})
@@ -698,14 +699,19 @@ class Executor(RemoteExecutor):
             self.forget(job_info.external_jobid)
             view, detail = job_view(job_info.aux["log"]) if self.freezing else ("", "")
             self.views.add(view, detail)
+            success = end.outcome is Outcome.SUCCESS
             self.note(
                 journal.ended(
                     run=self.run_id,
                     slurm_id=job_info.external_jobid,
-                    outcome="success" if end.outcome is Outcome.SUCCESS else "failed",
+                    outcome="success" if success else "failed",
                     state=end.state,
                     node=end.node,
                     view=view,
+                    # What `snakemake-frozen reproduce` compares a rerun with.
+                    outputs=journal.output_facts(job_outputs(job_info.job), self.workdir)
+                    if success
+                    else None,
                 )
             )
             if end.outcome is Outcome.SUCCESS:
@@ -858,6 +864,13 @@ def job_outputs(job: JobExecutorInterface) -> list[str]:
     # `output` and a group's `jobs` are not in the stable job interface.
     jobs = getattr(job, "jobs", None) if job.is_group() else [job]
     return [str(path) for member in jobs or () for path in getattr(member, "output", ())]
+
+
+def job_inputs(job: JobExecutorInterface) -> list[str]:
+    """The job's inputs as Snakemake names them; a group job's are those it reads from
+    outside the group."""
+    # `input` is not in the stable job interface.
+    return [str(path) for path in getattr(job, "input", ())]
 
 
 def job_resources(job: JobExecutorInterface) -> dict[str, Any]:

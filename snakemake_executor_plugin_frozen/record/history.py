@@ -41,6 +41,41 @@ class Job:
     def outputs(self) -> list[str]:
         return [os.path.normpath(o) for o in self.record["outputs"]]
 
+    @property
+    def input_facts(self) -> list[dict] | None:
+        """The job's inputs as they were at submission (``journal.input_facts``); None when
+        its record has none (written before the journal recorded them)."""
+        return _facts(self.record.get("inputs"))
+
+    @property
+    def output_facts(self) -> dict[str, dict] | None:
+        """The job's outputs as they were when it ended (``journal.output_facts``), by their
+        normalised path; None when its end is not recorded or has none."""
+        found = _facts((self.end or {}).get("outputs"))
+        return None if found is None else {os.path.normpath(f["path"]): f for f in found}
+
+
+def _facts(value: object) -> list[dict] | None:
+    """The well-formed entries of a record's list of file facts: a text path each, sizes and
+    times whole numbers or null (anything else is read as unknown); None without a list."""
+    if not isinstance(value, list):
+        return None
+    found = []
+    for entry in value:
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            continue
+        if not entry["path"] or "\0" in entry["path"]:
+            continue
+        clean = dict(entry)
+        for key in ("size", "mtime_ns"):
+            if not isinstance(clean.get(key), int) or isinstance(clean.get(key), bool):
+                clean[key] = None
+        sha256 = clean.get("sha256")
+        if "sha256" in clean and not (isinstance(sha256, str) and len(sha256) == 64):
+            clean["sha256"] = None  # outputs only: inputs are never hashed
+        found.append(clean)
+    return found
+
 
 @dataclass
 class Run:
