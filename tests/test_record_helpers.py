@@ -17,6 +17,7 @@ from test_snapshot_helpers import git, make_repo, write
 from snakemake_executor_plugin_frozen import journal
 from snakemake_executor_plugin_frozen.cli import main
 from snakemake_executor_plugin_frozen.record.layout import Layout
+from snakemake_executor_plugin_frozen.rule_copies import independent_copy
 from snakemake_executor_plugin_frozen.snapshot import PackResult, SelectionSettings, pack
 
 CODE = {
@@ -57,14 +58,14 @@ class Site:
         git(self.workdir, "commit", "-qam", "edit")
 
     def place(self, snapshot: PackResult, rule: str) -> Path:
-        """The snapshot beside the rule's logs, hard-linked as the executor places it."""
+        """The snapshot beside the rule's logs, a copy of its own (``rule_copies``)."""
         folder = self.layout.logdir / f"rule_{rule}"
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"code-{snapshot.id[:12]}"
         for source, suffix in ((snapshot.archive, ".tar.zst"), (snapshot.manifest, ".json")):
             target = folder / (stem + suffix)
             if not target.exists():
-                os.link(source, target)
+                independent_copy(source, target)
         return folder / (stem + ".tar.zst")
 
     def log_path(self, run: str, job: Job) -> Path:

@@ -203,3 +203,15 @@ def test_each_answer_says_the_mode_and_where_the_code_may_differ(
         assert len(notes) == 1 and caveat in notes[0], answer["notes"]
     _, out, _ = run_cli(capsys, "-C", str(site.workdir), "which", "results/a.tsv")
     assert out.splitlines()[1].split()[4] == (f"{mode}/{view}" if view else mode)
+
+
+def test_a_damaged_store_record_is_a_note_not_a_crash(
+    two_runs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site, _, second = two_runs
+    second.manifest.chmod(0o644)
+    second.manifest.write_text('{"broken')
+    code, answers = _which(capsys, site, "results/a.tsv")
+    (answer,) = answers
+    assert code == 0 and answer["snapshot"] == second.id
+    assert any("is damaged" in note and "verify --repair" in note for note in answer["notes"])

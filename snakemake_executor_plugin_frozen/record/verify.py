@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from snakemake_executor_plugin_frozen.rule_copies import independent_copy
 from snakemake_executor_plugin_frozen.shellwords import visible
 from snakemake_executor_plugin_frozen.snapshot.archive import MANIFEST_MAX_BYTES, MANIFEST_NAME
 from snakemake_executor_plugin_frozen.snapshot.earn import manifest_records
@@ -27,11 +28,12 @@ from .snapshots import ARCHIVE_SUFFIX, RECORD_SUFFIX, Snapshot, SnapshotStore, s
 COPY_PREFIX = "code-"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Damage:
     id: str
     path: str
     problem: str
+    repaired_from: str = ""  # with --repair: the intact file it was put back from
 
 
 @dataclass
@@ -43,7 +45,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not self.damaged
+        return all(d.repaired_from for d in self.damaged)
 
 
 class _Hashes:
@@ -155,92 +157,168 @@ class Verifier:
         self.store = SnapshotStore(layout.store)
         self.hashes = _Hashes()
         self.report = Report()
-        self.intact: dict[str, bool] = {}
+        # Intact physical files of each id, to put damaged ones back from (--repair), and
+        # the damaged ones with every name of their inode (a run's rule folders share one).
+        self.good: dict[tuple[str, str], Path] = {}  # (id, suffix) -> an intact file
+        self.broken: list[tuple[Damage, str, list[Path]]] = []  # damage, suffix, its names
+        self.names: dict[tuple[int, int], list[Path]] = {}  # inode -> names seen
 
-    def damaged(self, snapshot_id: str, path: Path, problem: str) -> None:
-        self.report.damaged.append(Damage(snapshot_id, str(path), problem))
+    def damaged(self, snapshot_id: str, path: Path, problem: str) -> Damage:
+        damage = Damage(snapshot_id, str(path), problem)
+        self.report.damaged.append(damage)
+        return damage
+
+    def broke(self, snapshot_id: str, path: Path, suffix: str, problem: str) -> None:
+        """A damaged file that an intact one of the same id can replace (--repair)."""
+        damage = self.damaged(snapshot_id, path, problem)
+        self.broken.append((damage, suffix, self.names.get(_inode(path), [path])))
 
     def snapshot(self, snapshot_id: str) -> None:
         self.report.snapshots += 1
+        record = self.store.files.record_path(snapshot_id)
         damage_before = len(self.report.damaged)
         try:
             snapshot = self.store.load(snapshot_id)
         except RecordError as e:
-            self.damaged(snapshot_id, self.store.files.record_path(snapshot_id), str(e))
-            self.intact[snapshot_id] = False
+            self.broke(snapshot_id, record, RECORD_SUFFIX, str(e))
             return
         archive = snapshot.require_archive()
         if snapshot.manifest.get("id") != snapshot_id:
             self.damaged(snapshot_id, archive, "its record names another id")
         problem = _id_problem(snapshot.manifest, snapshot_id)
         if problem:
-            self.damaged(snapshot_id, self.store.files.record_path(snapshot_id), problem)
-        if archive.stat().st_size != snapshot.manifest.get("archive_bytes"):
-            self.damaged(snapshot_id, archive, "its size is not the recorded one")
+            self.damaged(snapshot_id, record, problem)
         if self.hashes.of(archive) != snapshot.archive_sha256:
-            self.damaged(snapshot_id, archive, "its sha256 is not the recorded one")
+            self.broke(snapshot_id, archive, ARCHIVE_SUFFIX, "its sha256 is not the recorded one")
+        elif archive.stat().st_size != snapshot.manifest.get("archive_bytes"):
+            self.broke(snapshot_id, archive, ARCHIVE_SUFFIX, "its size is not the recorded one")
         try:
             for problem in _member_problems(snapshot, archive):
                 self.damaged(snapshot_id, archive, problem)
         except decode_error() as e:
             self.damaged(snapshot_id, archive, f"cannot be read as a snapshot archive: {e}")
-        self.intact[snapshot_id] = len(self.report.damaged) == damage_before
+        if len(self.report.damaged) == damage_before:
+            self.good[(snapshot_id, ARCHIVE_SUFFIX)] = archive
+            self.good[(snapshot_id, RECORD_SUFFIX)] = record
 
     def copies(self, wanted: set[str] | None) -> None:
         """The rule-log copies (``<logdir>/<rule folder>/code-<id12>.tar.zst`` and .json) of
-        the ``wanted`` ids (None: all)."""
+        the ``wanted`` ids (None: all); each physical file is judged and reported once."""
         ids = self.store.ids()
+        found = []
         for copy in sorted(self.layout.logdir.glob(f"*/{COPY_PREFIX}*{ARCHIVE_SUFFIX}")):
-            short = copy.name.removeprefix(COPY_PREFIX).removesuffix(ARCHIVE_SUFFIX)
             if within(copy, self.layout.logdir) is None:  # a rule folder linked elsewhere
                 self.report.notes.append(f"{copy}: lies outside the log folder; not read")
                 continue
+            record = copy.with_name(copy.name.removesuffix(ARCHIVE_SUFFIX) + RECORD_SUFFIX)
+            first = [p for p in (copy, record) if self._first_name(p)]
+            if copy in first:
+                found.append((copy, record in first))
+        for copy, record_first in found:
+            short = copy.name.removeprefix(COPY_PREFIX).removesuffix(ARCHIVE_SUFFIX)
             matches = [i for i in ids if i.startswith(short)]
             if wanted is not None and not set(matches) & wanted:
                 continue
             self.report.copies += 1
             if len(matches) == 1:
-                self._copy_against_store(copy, matches[0])
+                self._copy_against_store(copy, matches[0], record_first)
             else:
                 self._orphan_copy(copy, short)
 
-    def _copy_against_store(self, copy: Path, snapshot_id: str) -> None:
-        record = copy.with_name(copy.name.removesuffix(ARCHIVE_SUFFIX) + RECORD_SUFFIX)
-        stored = self.store.load(snapshot_id)
-        if self.hashes.of(copy) != stored.archive_sha256:
-            self.damaged(snapshot_id, copy, "its sha256 is not the stored archive's")
-        elif not self.intact.get(snapshot_id, True):
-            self.damaged(snapshot_id, copy, "it is the damaged stored archive (a hard link)")
+    def _first_name(self, path: Path) -> bool:
+        """Note ``path`` under its inode; True for the first name of that inode."""
         try:
-            same_record = (
-                record.read_bytes() == self.store.files.record_path(snapshot_id).read_bytes()
-            )
-        except FileNotFoundError:
-            self.damaged(snapshot_id, record, "the manifest beside the rule-log copy is missing")
+            names = self.names.setdefault(_inode(path), [])
+        except OSError:
+            return True  # missing: judged (and reported) where it is expected
+        names.append(path)
+        return len(names) == 1
+
+    def _copy_against_store(self, copy: Path, snapshot_id: str, check_record: bool) -> None:
+        record = copy.with_name(copy.name.removesuffix(ARCHIVE_SUFFIX) + RECORD_SUFFIX)
+        try:
+            expected = self.store.load(snapshot_id).archive_sha256
+        except RecordError:  # reported with the store; the copy is judged by its own record
+            expected = _recorded_sha256(record)
+        if self.hashes.of(copy) != expected:
+            self.broke(snapshot_id, copy, ARCHIVE_SUFFIX, "its sha256 is not the recorded one")
+        else:
+            self.good.setdefault((snapshot_id, ARCHIVE_SUFFIX), copy)
+        if not check_record:
             return
-        if not same_record:
-            self.damaged(snapshot_id, record, "it differs from the store's record")
+        try:
+            ours = record.read_bytes()
+        except FileNotFoundError:
+            self.broke(snapshot_id, record, RECORD_SUFFIX, "the manifest beside it is missing")
+            return
+        try:
+            same = ours == self.store.files.record_path(snapshot_id).read_bytes()
+        except OSError:
+            same = False
+        if self.good.get((snapshot_id, RECORD_SUFFIX)) is None and _record_of(ours, snapshot_id):
+            self.good[(snapshot_id, RECORD_SUFFIX)] = record  # the store's is damaged
+        elif not same:
+            self.broke(snapshot_id, record, RECORD_SUFFIX, "it differs from the store's record")
 
     def _orphan_copy(self, copy: Path, short: str) -> None:
         """A copy of a snapshot the store no longer holds: checked against its own record."""
         self.report.notes.append(f"{copy}: snapshot {short} is not in the store; checked alone")
         record = copy.with_name(copy.name.removesuffix(ARCHIVE_SUFFIX) + RECORD_SUFFIX)
-        try:
-            expected = json.loads(record.read_bytes()).get("archive_sha256")
-        except (OSError, ValueError, AttributeError):
+        expected = _recorded_sha256(record)
+        if expected is None:
             self.damaged(short, record, "the manifest beside the rule-log copy is unreadable")
-            return
-        if self.hashes.of(copy) != expected:
+        elif self.hashes.of(copy) != expected:
             self.damaged(short, copy, "its sha256 is not the one its manifest records")
 
+    def repair(self) -> None:
+        """Put each damaged file back from an intact one of the same id (a copy of its own:
+        the store and the copies share no inode), every name of a damaged inode."""
+        for damage, suffix, names in self.broken:
+            source = self.good.get((damage.id, suffix))
+            if source is None:
+                continue
+            for name in names:
+                independent_copy(source, name)
+            damage.repaired_from = str(source)
 
-def verify(layout: Layout, references: list[str]) -> Report:
+
+def _inode(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _recorded_sha256(record: Path) -> str | None:
+    try:
+        found = json.loads(record.read_bytes()).get("archive_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
+
+
+def _record_of(data: bytes, snapshot_id: str) -> bool:
+    """``data`` is a record of ``snapshot_id`` whose files earn that id."""
+    try:
+        manifest = json.loads(data)
+    except ValueError:
+        return False
+    return (
+        isinstance(manifest, dict)
+        and manifest.get("id") == snapshot_id
+        and not _id_problem(manifest, snapshot_id)
+    )
+
+
+def verify(layout: Layout, references: list[str], repair: bool = False) -> Report:
+    """Check the store and the rule-log copies; ``repair``: put each damaged file back from
+    an intact one of the same snapshot, where there is one."""
     verifier = Verifier(layout)
     store = verifier.store
     ids = sorted({store.resolve(r) for r in references}) if references else store.ids()
     for snapshot_id in ids:
         verifier.snapshot(snapshot_id)
     verifier.copies(set(ids) if references else None)
+    if repair:
+        verifier.repair()
     return verifier.report
 
 
@@ -256,11 +334,21 @@ def as_json(report: Report) -> dict:
 
 def as_text(report: Report) -> str:
     lines = [f"note: {visible(note)}" for note in report.notes]
-    lines += [
-        f"DAMAGED {visible(d.id[:SHORT])} {visible(d.path)}: {visible(d.problem)}"
-        for d in report.damaged
-    ]
-    state = "all intact" if report.ok else f"{len(report.damaged)} problem(s)"
+    for d in report.damaged:
+        what = "REPAIRED" if d.repaired_from else "DAMAGED"
+        line = f"{what} {visible(d.id[:SHORT])} {visible(d.path)}: {visible(d.problem)}"
+        if d.repaired_from:
+            line += f"; put back from {visible(d.repaired_from)}"
+        lines.append(line)
+    unrepaired = [d for d in report.damaged if not d.repaired_from]
+    if not report.damaged:
+        state = "all intact"
+    elif not unrepaired:
+        state = f"{len(report.damaged)} problem(s), all repaired"
+    else:
+        state = f"{len(unrepaired)} problem(s)"
+        if len(unrepaired) < len(report.damaged):
+            state += f" left after {len(report.damaged) - len(unrepaired)} repaired"
     lines.append(
         f"verified {report.snapshots} snapshot(s) and {report.copies} rule-log copy(ies): {state}"
     )

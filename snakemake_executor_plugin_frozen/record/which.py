@@ -13,6 +13,7 @@ from pathlib import Path
 
 from snakemake_executor_plugin_frozen.shellwords import visible
 
+from .errors import RecordError
 from .history import History, Job
 from .ids import SHORT
 from .layout import Layout
@@ -121,7 +122,14 @@ class Finder:
         if job.snapshot is None:
             answer.notes.append("the run had --frozen-mode off: no snapshot of its code")
             return
-        stored = self.store.get(job.snapshot)
+        try:
+            stored = self.store.get(job.snapshot)
+        except RecordError:
+            answer.notes.append(
+                f"the store's record of snapshot {job.snapshot[:SHORT]} is damaged (snakemake-"
+                f"frozen verify --repair {job.snapshot[:SHORT]} puts it back from a rule-log copy)"
+            )
+            return
         answer.in_store = stored is not None
         if stored is None:
             answer.notes.append(f"snapshot {job.snapshot[:SHORT]} is no longer in the store")
