@@ -5,15 +5,44 @@ nor end what it started. When a pipe() group's producer fails, its local executo
 group's shells that have started (not their children: a consumer's subshell blocked opening
 the FIFO lives on, orphaned), and a consumer that starts a moment later is not killed at all:
 it blocks for good opening a FIFO no producer will open, and Snakemake, having logged its
-shutdown, waits for it until the job's time limit. SLURM ends leftover processes only with
-proctrack/cgroup. So `run` starts the command in a process group of its own, is the child
-subreaper of whatever it orphans, and ends every process of the job (TERM, then KILL):
-- `--grace` seconds after the job's Snakemake logged that it is shutting down without
-  logging that it is done (the job's log is `run`'s stderr), or after TERM, INT or HUP
-  (which it passes on to the job); the status is then 1, or the job's after a signal;
+shutdown, waits for it until the job's time limit. When a `run:` block calls sys.exit, the
+pool thread that ran it dies and Snakemake 9 waits for ever for the job it ran. SLURM ends
+leftover processes only with proctrack/cgroup. So `run` starts the command in a process
+group of its own, is the child subreaper of whatever it orphans, and ends every process of
+the job (TERM, then KILL):
+- when the job is stuck (below); the status is then 1;
+- `--grace` seconds after TERM, INT or HUP (which it passes on to the job); the job's status;
 - once the command has ended: what it left behind (its status is kept).
-A successful Snakemake never logs that shutdown line; a rule that prints that very line into
-the job's log and then runs on for `--grace` seconds would be ended too.
+
+What "stuck" is, and why no output of the job can make it so. Both hangs were caught in
+/proc (tests/test_trust_shutdown_watch.py makes both with the real Snakemake):
+- sys.exit in a `run:` block: Snakemake has one thread left, its main thread, asleep in a
+  futex (the scheduler's semaphore, which only the dead pool thread would have released),
+  and no child process; the batch script's shell waits for it (wchan do_wait).
+- a failed pipe() group: Snakemake's main thread asleep in a futex (joining its pool), its
+  one other thread waiting for the consumer's shell (do_wait), which waits for `cat`, which
+  sleeps opening the FIFO (wait_for_partner) that Snakemake has already deleted.
+In both, every thread of every process of the job sleeps in a wait that only another process
+of the job could end, and none of them can: the job is frozen. `job_is_frozen` is that
+condition: every thread of every process of the job sleeps (state S) waiting for a child
+(do_wait) or for a FIFO's other end (wait_for_partner; pipe_wait before Linux 5.10), except
+the main thread of the job's Snakemake (the program the batch script waits for), which may
+sleep in a futex. `run` acts only when that has held at every poll for `--grace` seconds,
+after a line of the log began with Snakemake's shutdown line (any job), or, in a job of one
+rule, with "Exception in worker" (Python's logger) or the scheduler's "Will exit" line. The
+line is a hint (it saves scanning /proc in a healthy job) and proves nothing, since a rule
+may print anything; the process state is what decides. No output of a rule can bring it
+about, because while any code of a rule runs something of the job is not in those waits: a
+`run:` block runs in a thread of Snakemake other than its main one (running, or asleep in
+anything but do_wait; when it waits for a child, that child is active or waits too), and a
+shell:, script: or wrapper: command is a child process of Snakemake that runs, or sleeps in
+a timer, a read, a socket, a lock... none of which counts. Waiting for a child or a FIFO
+only counts when what is waited for is itself frozen, down to the leaves. The condition
+could hold in a healthy job only if something outside the job were to end one of those
+waits (another user's process opening the job's FIFO, a signal); a rule that merely prints
+Snakemake's lines, or cats a file holding them, cannot. Where the kernel does not name the
+waits (/proc/<pid>/task/<tid>/wchan reads "0"), nothing counts as frozen and a stuck job
+runs to its time limit, as it would without `run`.
 """
 
 import ctypes
@@ -22,22 +51,28 @@ import signal
 import stat
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 
 from snakemake_executor_plugin_frozen.node.leases import process_start, stat_fields
 
 # What Snakemake's scheduler logs when, after a failed job or a kill, it starts waiting for
-# the jobs it still runs, and once that wait is over (snakemake/scheduling/job_scheduler.py).
+# the jobs it still runs (snakemake/scheduling/job_scheduler.py).
 SHUTTING_DOWN = b"Shutting down, this might take some time."
-SHUT_DOWN = b"Exiting because a job execution failed."
 # When a `run:` block raises SystemExit (sys.exit), the thread running it dies (Python logs
 # "Exception in worker") or the scheduler logs that it will exit; the job never counts as
-# finished and Snakemake 9 waits for ever. In a job of one rule nothing else runs after
-# either line; a group job's other rules may run on: not for them.
+# finished and Snakemake 9 waits for ever. A group job's other rules may run on after
+# either line, and its idle pool threads keep it from looking frozen: hints for a job of one
+# rule only.
 WILL_EXIT = b"Will exit after finishing currently running jobs (scheduler)."
 WORKER_DIED = b"Exception in worker"
+# What a sleeping thread waits in (/proc/<pid>/task/<tid>/wchan, the kernel function): for a
+# child to end (wait4), and for a FIFO's other end to be opened (Linux 5.10+; before, that
+# wait showed as pipe_wait, as did a read or write blocked on a pipe: as frozen, since the
+# other end must then be frozen too when every process of the job is).
+CHILD_WAIT = frozenset({"do_wait"})
+FIFO_WAIT = frozenset({"wait_for_partner", "fifo_open", "pipe_wait"})
 # What a write into the job's read-only view of its code fails with: EROFS, or EACCES first
 # for an ordinary user (the copy's files are 0444).
 READ_ONLY = (b"Read-only file system", b"Permission denied")
@@ -151,16 +186,146 @@ def _send(processes: Sequence[Process], signum: int) -> None:
                 os.kill(process.pid, signum)
 
 
+@dataclass(frozen=True)
+class Thread:
+    tid: int
+    state: str  # R running, S sleeping, D uninterruptible, T stopped, ... (proc(5))
+    wchan: str  # the kernel function it sleeps in; "0" when the kernel does not say
+
+
+def threads_of(pid: int) -> list[Thread] | None:
+    """The threads of process `pid`, None if it is gone (or one of them went meanwhile)."""
+    try:
+        found = []
+        for name in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{name}/stat", "rb") as f:
+                state = f.read().rpartition(b")")[2].split()[0].decode()
+            with open(f"/proc/{pid}/task/{name}/wchan", "rb") as f:
+                wchan = f.read().decode(errors="replace").strip()
+            found.append(Thread(int(name), state, wchan))
+    except (OSError, IndexError, ValueError):
+        return None
+    return found
+
+
+def runs_snakemake(argv: Sequence[str]) -> bool:
+    """`python [options] -m snakemake ...` (as the batch script runs it), or Python running
+    the `snakemake` script, or that script itself."""
+    program = os.path.basename(argv[0]) if argv else ""
+    if program == "snakemake":
+        return True
+    if not program.startswith(("python", "pypy")):
+        return False
+    words = iter(argv[1:])
+    for word in words:
+        if word == "-m":
+            return next(words, "") == "snakemake"
+        if word == "-c":
+            return False
+        if word in ("-W", "-X"):
+            next(words, "")  # the option's value
+        elif not word.startswith("-"):
+            return os.path.basename(word) == "snakemake"  # the script Python runs
+    return False
+
+
+def job_is_frozen(
+    processes: Sequence[Process],
+    threads: Mapping[int, Sequence[Thread] | None],
+    job: int,
+    commands: Mapping[int, Sequence[str]],
+) -> bool:
+    """Whether no process of the job can go on unless another one does (module docstring):
+    every thread of every process in `processes` (the job's, `job` the command's) sleeps
+    waiting for a child or for a FIFO's other end, except the main thread of the job's
+    Snakemake, which may sleep in a futex. Snakemake is where the chain from `job` through
+    processes doing nothing but wait for their one child ends (the batch script's shell
+    waits for it), if `commands` shows it runs Snakemake. A thread unknown counts as awake."""
+    children: dict[int, list[int]] = {}
+    for process in processes:
+        children.setdefault(process.parent, []).append(process.pid)
+    if job not in {p.pid for p in processes}:
+        return False
+
+    def waits_for_child(pid: int) -> bool:
+        found = threads.get(pid) or ()
+        return len(found) == 1 and found[0].state == "S" and found[0].wchan in CHILD_WAIT
+
+    top = job
+    while len(children.get(top, ())) == 1 and waits_for_child(top):
+        top = children[top][0]
+    snakemake = top if runs_snakemake(commands.get(top, ())) else None
+    for process in processes:
+        found = threads.get(process.pid)
+        if not found:
+            return False
+        for thread in found:
+            if thread.state != "S":
+                return False
+            if thread.wchan in FIFO_WAIT:
+                continue
+            if thread.wchan in CHILD_WAIT and children.get(process.pid):
+                continue
+            if process.pid == snakemake and thread.tid == snakemake and "futex" in thread.wchan:
+                continue  # Snakemake's scheduler or pool join, its job threads all frozen
+            return False
+    return True
+
+
+def argv_of(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [w.decode(errors="replace") for w in f.read().rstrip(b"\0").split(b"\0")]
+    except OSError:
+        return []
+
+
+def descendants(root: int) -> list[Process] | None:
+    """The live processes below `root`, found through /proc/<pid>/task/<tid>/children (as
+    `root` is the subreaper, every process of the job): a few reads per process of the job,
+    not one per process of the node. None where the kernel has no such file."""
+    found: list[Process] = []
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            for name in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{name}/children", "rb") as f:
+                    for child in map(int, f.read().split()):
+                        fields = stat_fields(child)
+                        if fields and fields[0] != "Z":
+                            found.append(Process(child, int(fields[1]), int(fields[2]), fields[19]))
+                            todo.append(child)
+        except FileNotFoundError:
+            if pid == root:
+                return None  # no children files (a kernel without CONFIG_PROC_CHILDREN)
+        except OSError:
+            continue  # it went meanwhile
+    return found
+
+
+def job_frozen_now(job: int) -> bool:
+    """`job_is_frozen` for the job's processes as /proc shows them now."""
+    processes = descendants(os.getpid())
+    if processes is None:
+        processes = job_processes(live_processes(), os.getpid(), job)
+    threads = {p.pid: threads_of(p.pid) for p in processes}
+    return job_is_frozen(processes, threads, job, {p.pid: argv_of(p.pid) for p in processes})
+
+
 class ShutdownWatch:
     """Follows the job's log, this process's stderr when that is a file (as in a SLURM job),
-    for Snakemake's shutdown lines, from where the log ended when the job started."""
+    from where the log ended when the job started, for a line that begins with one of
+    Snakemake's shutdown lines; from then on looks at the job's processes, and calls the job
+    stuck once they have been frozen (`job_is_frozen`) for `grace` seconds."""
 
     def __init__(self, single_rule: bool = False) -> None:
         self.log: int | None = None
-        self.tail = b""
-        self.markers = (SHUTTING_DOWN, WILL_EXIT, WORKER_DIED) if single_rule else (SHUTTING_DOWN,)
-        self.since: float | None = None  # when a marker was seen
-        self.over = False  # SHUT_DOWN was seen after it
+        self.tail = b"\n"  # the log's end when the job started counts as a line's start
+        markers = (SHUTTING_DOWN, WILL_EXIT, WORKER_DIED) if single_rule else (SHUTTING_DOWN,)
+        self.lines = tuple(b"\n" + marker for marker in markers)
+        self.hinted = False  # a line began with a marker
+        self.since: float | None = None  # when the job was first seen frozen, since then
         self.read_only = False  # READ_ONLY was seen
         try:
             log = os.open("/proc/self/fd/2", os.O_RDONLY | os.O_CLOEXEC)  # a reader of its own
@@ -172,18 +337,23 @@ class ShutdownWatch:
         else:
             os.close(log)
 
-    def read(self, now: float) -> None:
+    def read(self) -> None:
         while self.log is not None and (chunk := os.read(self.log, 1 << 20)):
             text = self.tail + chunk
-            if self.since is None and any(marker in text for marker in self.markers):
-                self.since = now
-            if self.since is not None and SHUT_DOWN in text:
-                self.over = True
+            self.hinted = self.hinted or any(line in text for line in self.lines)
             self.read_only = self.read_only or any(m in text for m in READ_ONLY)
-            self.tail = text[-len(WILL_EXIT) :]
+            self.tail = text[-len(b"\n" + WILL_EXIT) :]
+
+    def observe(self, now: float, frozen: Callable[[], bool]) -> None:
+        """After the hint, whether the job is frozen now (`frozen` scans /proc); before
+        it, nothing is scanned."""
+        if not self.hinted or not frozen():
+            self.since = None
+        elif self.since is None:
+            self.since = now
 
     def stuck(self, now: float, grace: float) -> bool:
-        return self.since is not None and not self.over and now - self.since > grace
+        return self.since is not None and now - self.since > grace
 
     def close(self) -> None:
         if self.log is not None:
@@ -219,11 +389,11 @@ def run(
     command: Sequence[str], grace: float, single_rule: bool = False, in_view: bool = False
 ) -> int:
     """Run the job's command in a process group of its own and end it when it is stuck:
-    `grace` seconds after its Snakemake announced a shutdown it never finishes, or after a
-    termination signal; then end whatever processes of the job are left. The command's exit
-    status, 1 if it had to be ended after its Snakemake's shutdown. `in_view`: the job runs
-    in its read-only view of the code, and a failed job that wrote into it is told how to
-    allow that."""
+    once, after its Snakemake announced a shutdown, every process of the job has been frozen
+    for `grace` seconds (`ShutdownWatch`), or `grace` seconds after a termination signal;
+    then end whatever processes of the job are left. The command's exit status, 1 if it had
+    to be ended as frozen. `in_view`: the job runs in its read-only view of the code, and a
+    failed job that wrote into it is told how to allow that."""
     become_subreaper()
     watch = ShutdownWatch(single_rule)
     # SIGCHLD stays blocked, to be waited for; the others until they can be passed on.
@@ -245,17 +415,19 @@ def run(
         signal.sigtimedwait({signal.SIGCHLD}, _POLL_SECONDS)
         children.reap()
         now = time.monotonic()
-        watch.read(now)
+        watch.read()
+        watch.observe(now, lambda: job_frozen_now(job))
         if watch.stuck(now, grace):
             hung_after_failure = True
             stuck = (
                 f"the job's Snakemake announced its shutdown after a failure {grace:g} s ago "
-                "and still waits for something that does not end (such as a pipe() consumer "
-                "whose producer failed, or a run: block that called sys.exit)"
+                "and still waits for something that does not end: every process of the job "
+                "waits only for another one (such as a pipe() consumer whose producer failed, "
+                "or a run: block that called sys.exit)"
             )
         elif signals.since is not None and now - signals.since > grace:
             stuck = f"the job did not end within {grace:g} s of a termination signal"
-    watch.read(time.monotonic())
+    watch.read()
     watch.close()
     left = end_job_processes(job, children)
     if left:
