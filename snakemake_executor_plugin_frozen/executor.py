@@ -140,7 +140,8 @@ class Executor(RemoteExecutor):
 
     def mark_logdir(self) -> None:
         """Mark the log folder: what it holds is never packed as code, here nor wherever
-        the setting moves the logs later (``rules.LOG_FOLDER_MARKER``)."""
+        the setting moves the logs later (``rules.LOG_FOLDER_MARKER``). Best effort: a log
+        folder that cannot be written fails each job with its own error when it is prepared."""
         marker = self.logdir / LOG_FOLDER_MARKER
         try:
             self.logdir.mkdir(parents=True, exist_ok=True)
@@ -150,8 +151,9 @@ class Executor(RemoteExecutor):
                     "snakemake-executor-plugin-frozen runs; no snapshot packs it.\n"
                 )
         except OSError as e:
-            message = f"frozen: cannot create the log folder {self.logdir}: {e}"
-            raise WorkflowError(message) from None
+            with contextlib.suppress(OSError):  # a half-written marker marks nothing
+                marker.unlink(missing_ok=True)
+            self.logger.warning(f"frozen: cannot mark the log folder {self.logdir}: {e}")
 
     def check_view_settings(self) -> None:
         # (Values that cannot work are refused with the settings: settings_checks.py.)
