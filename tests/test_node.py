@@ -510,14 +510,24 @@ WILL_EXIT = "Will exit after finishing currently running jobs (scheduler)."
 
 
 def test_run_ends_a_single_rule_job_whose_snakemake_hangs_after_a_failure(tmp_path: Path) -> None:
-    """Snakemake 9 hangs so after a `run:` block called sys.exit; in a group job other rules
-    may still run after that line, so only a job of one rule is ended."""
+    """Snakemake 9 hangs so after a `run:` block called sys.exit: its main thread asleep in a
+    futex, no child (a stand-in here: tests/test_trust_shutdown_watch.py uses the real one).
+    The log line alone ends nothing (issue 15 item 11): a job that prints it and works on
+    runs to its end; in a group job other rules may still run after that line."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "snakemake").write_text(
+        "import threading\nlock = threading.Lock()\nlock.acquire()\nlock.acquire()\n"
+    )
     for line in (WILL_EXIT, "Exception in worker"):
-        hung = f"echo '{line}' >&2; sleep 300"
-        status, seconds, log = Job(tmp_path, hung, grace=1, options=("--single-rule",)).wait()
-        assert status == 1 and 1 < seconds < 5, log
+        hung = f"echo '{line}' >&2; exec python3 {tmp_path}/bin/snakemake"
+        job = Job(tmp_path, hung, grace=1, options=("--single-rule",))
+        status, seconds, log = job.wait()
+        assert status == 1 and 1 < seconds < 8, log
         assert "or a run: block that called sys.exit" in log
         (tmp_path / "job.log").unlink()
+    healthy = f"echo '{WILL_EXIT}' >&2; sleep 2.5; echo DONE"
+    status, seconds, log = Job(tmp_path, healthy, grace=1, options=("--single-rule",)).wait()
+    assert status == 0 and seconds > 2.5 and log.endswith("DONE\n"), log
     (tmp_path / "group").mkdir()
     group = Job(tmp_path / "group", f"echo '{WILL_EXIT}' >&2; sleep 2.5; echo DONE", grace=1)
     status, seconds, log = group.wait()

@@ -87,14 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--grace",
         type=float,
         default=5.0,
-        help="seconds the job gets to end by itself after its Snakemake announced its "
-        "shutdown, or after a termination signal",
+        help="seconds the job must stay frozen after its Snakemake announced its shutdown "
+        "before it is ended (see supervise.py), and the seconds it gets to end by itself "
+        "after a termination signal",
     )
     run_parser.add_argument(
         contract.SINGLE_RULE,
         action="store_true",
-        help="the job runs one rule (no group): also end it when it hangs after logging "
-        "that it will exit after its running jobs",
+        help="the job runs one rule (no group): also look for a frozen job after Snakemake "
+        "logged that it will exit after its running jobs, or an exception in a worker",
     )
     run_parser.add_argument(
         contract.VIEW,
