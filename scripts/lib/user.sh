@@ -76,6 +76,11 @@ ensure_test_user_assoc() {
 		printf '%s\n' "$TEST_USER" >"$marker"
 		return 0
 	fi
+	# On a fresh database the cluster exists only once slurmctld has registered it, which
+	# comes later in 'start': add it first, as slurmctld itself would.
+	if ! timeout 10 sacctmgr -n -P list cluster format=cluster 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+		timeout 30 sacctmgr -i add cluster "$CLUSTER_NAME" >>"$LOGD/sacctmgr.log" 2>&1 || true
+	fi
 	timeout 30 sacctmgr -i add user "$TEST_USER" account=root cluster="$CLUSTER_NAME" \
 		>>"$LOGD/sacctmgr.log" 2>&1 || {
 		tail_logs "$LOGD/sacctmgr.log"
