@@ -2,8 +2,9 @@
 
 ``snakemake-frozen pack`` is the archive-only documentation mode: it snapshots any folder
 into the content-addressed store exactly as the executor does, without running anything.
-``list``, ``show``, ``which``, ``diff``, ``restore``, ``verify`` and ``gc`` read a working
-directory's store and journal back (their logic is in ``record/``; this is only argparse).
+``list``, ``show``, ``which``, ``diff``, ``restore``, ``reproduce``, ``verify`` and ``gc`` read
+a working directory's store and journal back (their logic is in ``record/``; this is only
+argparse).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from snakemake_executor_plugin_frozen.record import (
     diffing,
     gc,
     listing,
+    reproduce,
     restore,
     show,
     verify,
@@ -205,14 +207,34 @@ def _record_commands(commands: argparse._SubParsersAction, common: argparse.Argu
     diff.add_argument("-p", "--patch", action="store_true", help="unified diff of text files")
     restore = add(
         "restore",
-        "a snapshot's files into a new folder, and the command that reruns an output",
+        "a snapshot's files into a new folder, to read",
         "Extract the snapshot (its archive's sha256 checked) into DEST, which must be new or "
-        "empty, and print the snakemake command running the workflow from it; with --output "
-        "the command reruns that output as the journal's job made it.",
+        "empty. With --output, first check that the journal's job that made PATH ran this "
+        "snapshot. To run that job again, use reproduce: nothing here runs anything.",
     )
     restore.add_argument("snapshot", metavar="ID|ARCHIVE")
     restore.add_argument("dest", type=Path, metavar="DEST")
-    restore.add_argument("--output", metavar="PATH", help="an output to rerun")
+    restore.add_argument("--output", metavar="PATH", help="an output the snapshot made")
+    again = add(
+        "reproduce",
+        "run the job that made an output again from its snapshot, into a new folder; compare",
+        "Run the job that last made OUTPUT (as which finds it) again on this machine: its own "
+        "command line from its batch script, its snapshot's code and config where its view "
+        "showed them, its inputs read from the working directory (never written: read-only "
+        "where a mount namespace can be had), its outputs written into DIR. Then compare each "
+        "output with what the journal recorded when the job ended, and each input with its "
+        "size and mtime at submission. Exit 0 identical, 1 different, 2 trouble or not "
+        "comparable (an output above the journal's hashing limit).",
+    )
+    again.add_argument("output", metavar="OUTPUT")
+    again.add_argument(
+        "--into",
+        type=Path,
+        metavar="DIR",
+        help="a new or empty folder outside the working directory (default: a new folder "
+        "below .snakemake/frozen/reproduced)",
+    )
+    _logdir_option(again)
     verify = add(
         "verify",
         "check archives, manifests and rule-log copies",
@@ -419,6 +441,17 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    layout = _layout(args)
+    output = args.output if layout.workdir == Path.cwd() else os.path.abspath(args.output)
+    done = reproduce.reproduce(layout, output, args.into, progress=_warn)
+    if args.json:
+        _print_json(reproduce.as_json(done))
+    else:
+        _say(reproduce.as_text(done))
+    return done.exit_code
+
+
 def _verify(args: argparse.Namespace) -> int:
     report = verify.verify(_layout(args), args.snapshots)
     if args.json:
@@ -453,6 +486,7 @@ COMMANDS = {
     "which": _which,
     "diff": _diff,
     "restore": _restore,
+    "reproduce": _reproduce,
     "verify": _verify,
     "gc": _gc,
 }
@@ -470,20 +504,20 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     except RecordError as e:
         _say(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2 if args.command == "diff" else e.exit_code
+        return 2 if args.command in ("diff", "reproduce") else e.exit_code
     except SnapshotError as e:
         reason, _, detail = str(e).partition("\n")
         _say(f"{PROG}: error: {reason}", file=sys.stderr)
         if detail:
             _say(detail, file=sys.stderr)
-        return 2 if args.command == "diff" else 1
+        return 2 if args.command in ("diff", "reproduce") else 1
     finally:
         os.chdir(start)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``snakemake-frozen``; returns the exit status (2 usage error, 1 refusal; diff:
-    0 identical, 1 different, 2 trouble)."""
+    """Run ``snakemake-frozen``; returns the exit status (2 usage error, 1 refusal; diff and
+    reproduce: 0 identical, 1 different, 2 trouble)."""
     try:
         args = _parser().parse_args(argv)
     except _UsageError as e:

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,7 +197,7 @@ def _committed(workdir: Path, commit: str) -> dict[str, bytes]:
     }
 
 
-def test_restore_gives_the_committed_files_and_a_command_that_reproduces_the_output(
+def test_restore_gives_the_committed_files_and_names_reproduce_for_an_output(
     runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     workdir = runs.workdir
@@ -209,35 +208,24 @@ def test_restore_gives_the_committed_files_and_a_command_that_reproduces_the_out
     assert _restored_files(tmp_path / "a") == _committed(workdir, runs.commits[0])
 
     dest = tmp_path / "b"
+    made = (workdir / REMADE).read_bytes()
     code, out, _ = run_cli(
-        capsys,
-        "-C",
-        str(workdir),
-        "restore",
-        runs.snapshots[1][:8],
-        str(dest),
-        "--output",
-        REMADE,
-        "--json",
+        capsys, "-C", str(workdir), "restore", runs.snapshots[1][:8], str(dest), "--output", REMADE
     )
     assert code == 0
-    command = json.loads(out)["command"]
-    assert command[0] == "snakemake"
-    made = (workdir / REMADE).read_bytes()
-    assert made == b"remade by v2\n"
-    # Live code that would make something else: the command must run the restored code.
+    # No command that would run against the live folder: reproduce reruns the job.
+    assert "--forcerun" not in out and "--directory" not in out
+    assert out.splitlines()[-1].endswith(f"snakemake-frozen reproduce {REMADE}")
+    # Live code that would make something else: reproduce runs the snapshot's script:.
     _set_version(workdir, "v-live")
     try:
-        rerun = subprocess.run(
-            [sys.executable, "-m", "snakemake", *command[1:]],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        code, out, _ = run_cli(
+            capsys, "-C", str(workdir), "reproduce", REMADE, "--into", str(tmp_path / "c")
         )
     finally:
         git(workdir, "checkout", "-q", SCRIPT)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert code == 0 and out.splitlines()[-1] == "result: identical", out
+    assert (tmp_path / "c" / REMADE).read_bytes() == made
     assert (workdir / REMADE).read_bytes() == made
 
 
