@@ -29,8 +29,9 @@ from test_snapshot_helpers import make_repo, write
 from user_helpers import OrdinaryUser
 
 from snakemake_executor_plugin_frozen import journal
-from snakemake_executor_plugin_frozen.record import reproduce_run
+from snakemake_executor_plugin_frozen.record import reproduce, reproduce_run
 from snakemake_executor_plugin_frozen.record.history import History
+from snakemake_executor_plugin_frozen.record.history import Job as HistoryJob
 from snakemake_executor_plugin_frozen.record.layout import Layout
 
 BIG = journal.HASH_LIMIT + 1
@@ -413,3 +414,17 @@ def test_the_job_command_comes_only_from_its_own_batch_script_in_the_log_folder(
     code, _, err = run_cli(capsys, "-C", str(site.workdir), "reproduce", "results/a.tsv")
     assert code == 2 and refusal in err, err
     assert not (site.workdir / ".snakemake/frozen/reproduced").exists()
+
+
+def test_a_difference_without_a_changed_input_says_where_to_look(tmp_path: Path) -> None:
+    job = HistoryJob("aaaaaaaa-0000-4000-8000-000000000004", {"rule": "count", "slurm_id": "5"})
+    done = reproduce.Reproduction(
+        "r.txt", job, "0" * 64, tmp_path, tmp_path, tmp_path / "log", 0, "read-only"
+    )
+    done.inputs = [reproduce.Check("data/a.txt", "unchanged")]
+    done.outputs = [reproduce.Check("r.txt", "identical"), reproduce.Check("s.txt", "different")]
+    (note,) = reproduce._notes(done)
+    assert note.startswith("no input changed since the job ran")
+    assert note.endswith(f"diff s.txt {tmp_path / 's.txt'}")
+    done.outputs[1].state = "missing"
+    assert (done.status, reproduce._notes(done)) == ("different", [])

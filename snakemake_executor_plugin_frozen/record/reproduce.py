@@ -324,6 +324,15 @@ def _notes(done: Reproduction) -> list[str]:
     changed = [c.path for c in done.inputs if c.state in ("changed", "missing")]
     if changed and done.status != "identical":
         notes.append(f"{len(changed)} input(s) changed since the job ran: " + ", ".join(changed))
+    elif done.returncode == 0 and (
+        differing := next((c for c in done.outputs if c.state == "different"), None)
+    ):
+        notes.append(
+            "no input changed since the job ran: the difference comes from the job itself or "
+            "where it ran (a host name, the time, random numbers, the software installed "
+            f"now); the live file, if the job's still, shows how: diff {differing.path} "
+            f"{done.workdir / differing.path}"
+        )
     if done.returncode != 0:
         notes.append(f"the job failed (exit status {done.returncode}); its log: {done.log}")
     return notes
