@@ -243,6 +243,12 @@ def _record_commands(commands: argparse._SubParsersAction, common: argparse.Argu
         "Exit 1 naming what is damaged.",
     )
     verify.add_argument("snapshots", nargs="*", metavar="ID")
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="put each damaged archive or manifest (store or rule-log copy) back from an "
+        "intact one of the same snapshot",
+    )
     _logdir_option(verify)
     gc = add(
         "gc",
@@ -453,7 +459,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    report = verify.verify(_layout(args), args.snapshots)
+    report = verify.verify(_layout(args), args.snapshots, repair=args.repair)
     if args.json:
         _print_json(verify.as_json(report))
     else:

@@ -84,7 +84,7 @@ def test_gc_keeps_what_a_held_job_needs_and_frees_it_once_cancelled(
     assert (rows[needed.id]["pending"], rows[needed.id]["running"]) == (1, 0)
     assert (rows[finished.id]["pending"], rows[finished.id]["running"]) == (0, 0)
 
-    report = gc.collect(layout.workdir, layout.logdir, 0, None, dry_run=False)
+    report = gc.collect(layout.workdir, layout.logdir, None, 0, dry_run=False)
     assert report.slurm == "asked"
     assert report.kept_for_jobs == {held_run: "1 pending, 0 running"}
     assert (report.snapshots, report.runs) == ([finished.id], [finished_run])
@@ -95,6 +95,6 @@ def test_gc_keeps_what_a_held_job_needs_and_frees_it_once_cancelled(
 
     subprocess.run(["scancel", held_id], check=True)
     _wait_until_finished(held_id)
-    report = gc.collect(layout.workdir, layout.logdir, 0, None, dry_run=False)
+    report = gc.collect(layout.workdir, layout.logdir, None, 0, dry_run=False)
     assert (report.snapshots, report.runs) == ([needed.id], [held_run])
     assert not needed.archive.exists() and not held_log.exists()

@@ -75,9 +75,9 @@ def test_dry_run_tells_and_the_real_run_removes_exactly_that(
         str(log.with_name(f"job-{RUN_A[:8]}-1.sh")),
     }
     assert set(dry.files) == expected
-    # the archive and the record are each one file with its rule-log copy: freed once
+    # the rule-log copies are files of their own (issue 16 item 6): each is freed
     script = log.with_name(f"job-{RUN_A[:8]}-1.sh")
-    freed = first.archive_bytes + first.manifest.stat().st_size + log.stat().st_size
+    freed = 2 * (first.archive_bytes + first.manifest.stat().st_size) + log.stat().st_size
     assert dry.bytes == freed + script.stat().st_size
     real = _collect(site, older_than=20)
     assert (real.snapshots, real.runs, sorted(real.files), real.bytes) == (

@@ -188,6 +188,8 @@ class Verifier:
         problem = _id_problem(snapshot.manifest, snapshot_id)
         if problem:
             self.damaged(snapshot_id, record, problem)
+        elif snapshot.manifest.get("id") == snapshot_id:
+            self.good[(snapshot_id, RECORD_SUFFIX)] = record
         if self.hashes.of(archive) != snapshot.archive_sha256:
             self.broke(snapshot_id, archive, ARCHIVE_SUFFIX, "its sha256 is not the recorded one")
         elif archive.stat().st_size != snapshot.manifest.get("archive_bytes"):
@@ -199,7 +201,6 @@ class Verifier:
             self.damaged(snapshot_id, archive, f"cannot be read as a snapshot archive: {e}")
         if len(self.report.damaged) == damage_before:
             self.good[(snapshot_id, ARCHIVE_SUFFIX)] = archive
-            self.good[(snapshot_id, RECORD_SUFFIX)] = record
 
     def copies(self, wanted: set[str] | None) -> None:
         """The rule-log copies (``<logdir>/<rule folder>/code-<id12>.tar.zst`` and .json) of
@@ -251,13 +252,18 @@ class Verifier:
         except FileNotFoundError:
             self.broke(snapshot_id, record, RECORD_SUFFIX, "the manifest beside it is missing")
             return
+        reference = self.good.get((snapshot_id, RECORD_SUFFIX))
+        if reference is None:  # the store's record is damaged: an intact copy's stands in
+            if _record_of(ours, snapshot_id):
+                self.good[(snapshot_id, RECORD_SUFFIX)] = record
+                return
+            self.broke(snapshot_id, record, RECORD_SUFFIX, "it is no record of its snapshot")
+            return
         try:
-            same = ours == self.store.files.record_path(snapshot_id).read_bytes()
+            same = ours == reference.read_bytes()
         except OSError:
             same = False
-        if self.good.get((snapshot_id, RECORD_SUFFIX)) is None and _record_of(ours, snapshot_id):
-            self.good[(snapshot_id, RECORD_SUFFIX)] = record  # the store's is damaged
-        elif not same:
+        if not same:
             self.broke(snapshot_id, record, RECORD_SUFFIX, "it differs from the store's record")
 
     def _orphan_copy(self, copy: Path, short: str) -> None:
@@ -279,7 +285,10 @@ class Verifier:
                 continue
             for name in names:
                 independent_copy(source, name)
-            damage.repaired_from = str(source)
+            repaired = {str(name) for name in names}
+            for other in self.report.damaged:  # what else was found wrong with that file
+                if other.path in repaired:
+                    other.repaired_from = str(source)
 
 
 def _inode(path: Path) -> tuple[int, int]:
