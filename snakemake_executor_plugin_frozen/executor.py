@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from snakemake_interface_common.exceptions import WorkflowError
+from snakemake_interface_common.exceptions import ApiError, WorkflowError
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
@@ -72,8 +72,21 @@ STORE = Path(".snakemake/frozen/snapshots")
 TICK = 0.5
 
 
+class StartRefused(ApiError):
+    """The run cannot start (no sbatch, the code cannot be packed, ...): Snakemake prints an
+    ``ApiError`` as one ``Error: ...`` line, a ``WorkflowError`` with the plugin's frames."""
+
+
 class Executor(RemoteExecutor):
     def __post_init__(self) -> None:
+        try:
+            self.start()
+        except WorkflowError as e:
+            raise StartRefused(str(e)) from None
+
+    def start(self) -> None:
+        """Everything before the first job: settings, backend, log folder, the snapshot and
+        its lease, the run's journal record."""
         self.settings: ExecutorSettings = self.workflow.executor_settings
         self.workdir = Path(self.workflow.workdir_init).resolve()
         self.logdir = (self.workdir / self.settings.logdir).resolve()

@@ -14,6 +14,8 @@ import pytest
 from snakemake_executor_plugin_frozen.settings import ExecutorSettings
 from snakemake_executor_plugin_frozen.settings_checks import SettingError
 
+SNAKEFILE = 'rule a:\n    output: "a.txt"\n    shell: "touch {output}"\n'
+
 
 @pytest.mark.parametrize(
     ("values", "named"),
@@ -73,3 +75,21 @@ def test_a_dry_run_stops_with_one_clean_line(tmp_path: Path) -> None:
     assert 'File "' not in result.stderr
     assert "Building DAG" not in result.stderr  # stopped before the workflow was parsed
     assert not (tmp_path / ".snakemake" / "frozen").exists()
+
+
+def test_a_run_that_cannot_start_says_why_in_one_clean_line(tmp_path: Path) -> None:
+    """Refusals before the first job (here: the code too large to pack) carry no stack
+    frames of the plugin (issue 16 item 7)."""
+    (tmp_path / "Snakefile").write_text(
+        'rule a:\n    output: "a.txt"\n    shell: "touch {output}"\n'
+    )
+    (tmp_path / "big.py").write_bytes(b"x" * 2_000_000)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--executor", "frozen", "--frozen-submit", "local",
+         "-j1", "--frozen-max-size-mb", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Error: frozen: cannot snapshot" in result.stderr, result.stderr
+    assert 'File "' not in result.stderr and "WorkflowError" not in result.stderr
+    assert not (tmp_path / "a.txt").exists()
