@@ -143,6 +143,7 @@ class Executor(RemoteExecutor):
                 code_root=self.code_root if self.snapshot else self.workdir,
                 workdir=self.workdir,
                 argv=sys.argv,
+                logdir=self.logdir,
             )
         )
         self.write_journal()

@@ -94,10 +94,13 @@ def run_started(
     code_root: Path,
     workdir: Path,
     argv: Sequence[str],
+    logdir: Path | None = None,
     time: str | None = None,
 ) -> dict:
-    """The ``run`` record, written once when a run starts (``snapshot`` None in mode off)."""
-    return {
+    """The ``run`` record, written once when a run starts (``snapshot`` None in mode off);
+    ``logdir``: where its logs, batch scripts and rule-log copies go (``gc`` finds them
+    there once the setting moved the logs elsewhere)."""
+    record = {
         "event": "run",
         "run": _checked(run, snapshot),
         "time": time or now(),
@@ -106,6 +109,9 @@ def run_started(
         "workdir": os.path.abspath(workdir),
         "argv": list(argv),
     }
+    if logdir is not None:
+        record["logdir"] = os.path.abspath(logdir)
+    return record
 
 
 def submitted(

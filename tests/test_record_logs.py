@@ -61,3 +61,26 @@ def test_a_log_folder_the_setting_moved_away_from_is_never_packed(tmp_path: Path
     second = [r["snapshot"] for r in records if r["event"] == "run"][-1]
     manifest = json.loads((Layout.of(workdir).store / f"{second}.json").read_text())
     assert [f["path"] for f in manifest["files"]] == ["Snakefile"]
+
+
+@pytest.mark.usefixtures("no_grace")
+def test_gc_removes_a_runs_files_where_its_record_says_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run record names its log folder: once the setting moved the logs, gc still
+    finds and removes the old run's log, batch script and rule-log copies there."""
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    (workdir / "Snakefile").write_text(
+        "rule a:\n    output: 'out.txt'\n    shell: 'echo 1 > {output}'\n"
+    )
+    (workdir / "helper.py").write_text("VERSION = 1\n")
+    run_snakemake(workdir, *LOCAL, "--frozen-logdir", "logs/slurm")
+    old = sorted(p for p in (workdir / "logs/slurm").rglob("*") if p.is_file())
+    assert any(p.name.endswith(".log") for p in old) and any(p.suffix == ".sh" for p in old)
+    (workdir / "helper.py").write_text("VERSION = 2\n")
+    run_snakemake(workdir, *LOCAL, "--forceall")
+    code, out, _ = run_cli(capsys, "-C", str(workdir), "gc", "--keep-last", "1", "--json")
+    assert code == 0 and len(json.loads(out)["runs"]) == 1, out
+    left = sorted(p.name for p in (workdir / "logs/slurm").rglob("*") if p.is_file())
+    assert left == [".snakemake-frozen-logs"], left

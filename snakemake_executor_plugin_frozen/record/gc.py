@@ -34,10 +34,7 @@ latest last use of a run that used it, else when it was created.
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,16 +47,22 @@ from snakemake_executor_plugin_frozen.snapshot.store import Store
 from .activity import Activity, RunState, survey
 from .confine import foreign_link, within
 from .errors import RecordError
+from .gc_files import (
+    Files,
+    copy_id,
+    inode_bytes,
+    marked,
+    prune_empty,
+    stale_temporaries,
+    unlink,
+)
 from .history import History, Job, Run
 from .ids import SHORT
 from .layout import Layout
-from .snapshots import RECORD_SUFFIX, SnapshotStore
+from .snapshots import SnapshotStore
 from .table import parse_time, size
 
 GRACE = 600.0  # seconds
-STALE_TEMPORARY = 86400.0  # seconds: a pack takes minutes, never a day
-_SCRIPT = re.compile(r"^(?:job|array)-([0-9a-f]{8})-\d+\.sh$")
-_COPY = re.compile(r"^code-([0-9a-f]{12})\.(?:tar\.zst|json)$")
 RUN_TAG = 8  # characters of the run id in batch script names
 
 
@@ -85,37 +88,6 @@ class _Use:
     copies: list[Path]
 
 
-@dataclass
-class _Files:
-    """What the log folder holds, by owner: batch scripts by run tag, copies by short id."""
-
-    scripts: dict[str, list[Path]] = field(default_factory=dict)
-    copies: dict[str, list[Path]] = field(default_factory=dict)
-
-    @classmethod
-    def scan(cls, logdir: Path) -> _Files:
-        found = cls()
-        for folder, _, names in os.walk(logdir):
-            for name in names:
-                if match := _SCRIPT.match(name):
-                    found.scripts.setdefault(match[1], []).append(Path(folder, name))
-                elif Path(folder).parent == logdir and (match := _COPY.match(name)):
-                    found.copies.setdefault(match[1], []).append(Path(folder, name))
-        return found
-
-
-def _copy_id(paths: list[Path]) -> str | None:
-    """The full id a rule-log copy names in its record (None if unreadable)."""
-    for path in paths:
-        if path.name.endswith(RECORD_SUFFIX):
-            try:
-                found = json.loads(path.read_bytes())["id"]
-            except (OSError, ValueError, KeyError, TypeError):
-                return None
-            return found if journal.valid_snapshot(found) and found is not None else None
-    return None
-
-
 def _cutoff(uses: dict[str, float], keep_last: int | None, older_than_days: float | None) -> float:
     """The time before which a last use is beyond the policy (-inf: nothing is)."""
     cutoffs = []
@@ -139,7 +111,8 @@ class _Plan:
         self.report = report
         self.store = SnapshotStore(layout.store)
         self.history = History.read(layout.journal)
-        self.files = _Files.scan(layout.logdir) if layout.logdir.is_dir() else _Files()
+        self.roots = self._log_roots()
+        self.files = Files.scan([root for root in self.roots if root.is_dir()])
         self.now = time.time()
 
     def snapshot_uses(self) -> dict[str, _Use]:
@@ -150,7 +123,7 @@ class _Plan:
         copies: dict[str, list[Path]] = {}
         for short, paths in self.files.copies.items():
             matches = [i for i in known if i.startswith(short)]
-            full = matches[0] if len(matches) == 1 else _copy_id(paths)
+            full = matches[0] if len(matches) == 1 else copy_id(paths)
             if full is None or not full.startswith(short):
                 self.report.notes.append(f"left alone: rule-log copies {short} of unknown id")
                 continue
@@ -196,20 +169,48 @@ class _Plan:
                 )
         return kept
 
+    def _log_roots(self) -> list[Path]:
+        """The log folder, then every other one a run record names (the setting moved the
+        logs since) that is a marked log folder of this plugin reached through no other
+        user's link: what runs wrote there is theirs to remove too."""
+        roots = [self.layout.logdir]
+        for run in self.history.runs.values():
+            named = (run.start or {}).get("logdir")
+            if not isinstance(named, str) or Path(named) in roots:
+                continue
+            folder = Path(named)
+            if marked(folder) and not foreign_link(folder):
+                roots.append(folder)
+            elif folder.exists():
+                self.report.notes.append(
+                    f"left alone: {folder}, the log folder of run {run.id}, is not marked as "
+                    "one of this plugin's (or is reached through another user's link)"
+                )
+        return roots
+
+    def within_roots(self, path: object) -> Path | None:
+        if not isinstance(path, str | Path):
+            return None
+        return next((w for root in self.roots if (w := within(path, root))), None)
+
     def refuse(self, path: object, whose: str, why: str) -> None:
         self.report.notes.append(f"refused: {path}, named by {whose}, {why}; left it untouched")
 
-    def confined(self, path: object, root: Path, whose: str) -> Path | None:
-        """``path`` resolved if it lies under ``root`` (else None, and a note says why)."""
-        where = within(path, root) if isinstance(path, str | Path) else None
+    def confined(self, path: object, root: Path | None, whose: str) -> Path | None:
+        """``path`` resolved if it lies under ``root`` (None: a log folder of ``roots``),
+        else None, and a note says why."""
+        if root is None:
+            where = self.within_roots(path)
+        else:
+            where = within(path, root) if isinstance(path, str | Path) else None
         if where is None:
-            self.refuse(path, whose, f"lies outside {root}")
+            self.refuse(path, whose, f"lies outside {root or self.layout.logdir}")
         return where
 
     def log_file(self, job: Job) -> Path | None:
         """The job's SLURM log, if the record names one that is safe to remove."""
         whose = f"the journal's record of run {job.run} (SLURM job {job.slurm_id})"
-        where = self.confined(job.record["log"], self.layout.logdir, whose)
+        where = self.confined(job.record["log"], None, whose)
         if where is not None and os.path.isdir(where) and not os.path.islink(where):
             self.refuse(where, whose, "is a folder, not a log file")
             return None
@@ -225,57 +226,6 @@ class _Plan:
         if tag not in kept_tags:  # a kept run with the same tag keeps the scripts
             paths += self.files.scripts.get(tag, [])
         return paths
-
-
-def _inode_bytes(paths: list[Path]) -> int:
-    """Bytes freed by removing ``paths``: of each file whose every hard link is among them."""
-    links: dict[tuple[int, int], list[os.stat_result]] = {}
-    for path in paths:
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        links.setdefault((st.st_dev, st.st_ino), []).append(st)
-    return sum(sts[0].st_size for sts in links.values() if len(sts) >= sts[0].st_nlink)
-
-
-def _unlink(path: Path, folders: set[Path]) -> None:
-    """Remove the file (or link) ``path``; a folder only if it is one of ``folders``."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except IsADirectoryError:
-        if path in folders:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _prune_empty(folders: set[Path], logdir: Path) -> None:
-    """Remove the folders left empty under ``logdir`` (deepest first; not logdir itself)."""
-    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-        while folder != logdir and folder.is_relative_to(logdir):
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-            folder = folder.parent
-
-
-def _stale_temporaries(store: Path, now: float) -> list[Path]:
-    try:
-        names = os.listdir(store)
-    except OSError:
-        return []
-    found = []
-    for name in names:
-        if name.startswith(".tmp-"):
-            with_path = store / name
-            try:
-                if now - with_path.lstat().st_mtime > STALE_TEMPORARY:
-                    found.append(with_path)
-            except FileNotFoundError:
-                continue
-    return found
 
 
 @dataclass
@@ -311,15 +261,20 @@ def _decide(
     snapshots = sorted(beyond - young - leased)
     runs = [r for r in plan.history.runs if r not in kept]
     kept_tags = {run_id[:RUN_TAG] for run_id in kept}
-    ended = plan.layout.logdir / ".ended"
-    logdir, store = plan.layout.logdir, plan.layout.store
+    store = plan.layout.store
     other = [p for s in snapshots for p in uses[s].copies]
     other += [p for r in runs for p in plan.run_files(plan.history.runs[r], kept_tags)]
-    other = [w for p in other if (w := plan.confined(p, logdir, "the log folder's scan"))]
-    folders = [w for r in runs if (w := plan.confined(ended / r, logdir, f"the journal's run {r}"))]
+    other = [w for p in other if (w := plan.confined(p, None, "the log folder's scan"))]
+    folders = [
+        w
+        for r in runs
+        for root in plan.roots
+        if os.path.lexists(root / ".ended" / r)
+        and (w := plan.confined(root / ".ended" / r, root, f"the journal's run {r}"))
+    ]
     folders += [
         w
-        for p in _stale_temporaries(store, plan.now)
+        for p in stale_temporaries(store, plan.now)
         if (w := plan.confined(p, store, "the store's scan"))
     ]
     other += folders
@@ -343,11 +298,10 @@ def _kept_files(
 ) -> dict[Path, str]:
     """The files, resolved as ``within`` finds them, that what gc keeps owns: the rule-log
     copies of kept snapshots, the logs and batch scripts of kept runs; and which owns each."""
-    logdir = plan.layout.logdir
     owned: dict[Path, str] = {}
 
     def own(path: object, owner: str) -> None:
-        where = within(path, logdir) if isinstance(path, str | Path) else None
+        where = plan.within_roots(path)
         if where is not None:
             owned.setdefault(where, owner)
 
@@ -382,9 +336,10 @@ def _remove(plan: _Plan, removal: _Removal, store: Store) -> int:
     for snapshot_id in removal.snapshots:
         store.discard(snapshot_id)  # record first
     for path in removal.other_files:
-        _unlink(path, removal.folders)
-    logdir = Path(os.path.realpath(plan.layout.logdir))  # other_files are resolved
-    _prune_empty({p.parent for p in removal.other_files}, logdir)
+        unlink(path, removal.folders)
+    for root in plan.roots:
+        logdir = Path(os.path.realpath(root))  # other_files are resolved
+        prune_empty({p.parent for p in removal.other_files}, logdir)
     gone = set(removal.runs)
     return journal.rewrite(plan.layout.journal, lambda record: record["run"] not in gone)
 
@@ -437,7 +392,7 @@ def collect(
         every = [*removal.store_files, *removal.other_files]
         report.snapshots, report.runs = removal.snapshots, removal.runs
         report.files = [str(p) for p in every]
-        report.bytes = _inode_bytes(every)
+        report.bytes = inode_bytes(every)
         if not dry_run:
             report.journal_lines = _remove(plan, removal, in_use.store)
     return report
