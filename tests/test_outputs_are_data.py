@@ -23,7 +23,9 @@ rule folder:
     output: directory("results/dir")
     shell: "mkdir -p {output}; echo x > {output}/inner.yaml"
 """
-SNAPSHOT_LINE = re.compile(r"frozen: snapshot ([0-9a-f]{12}) of .*\((new|already stored): (\S+)\)")
+SNAPSHOT_LINE = re.compile(
+    r"frozen: snapshot ([0-9a-f]{12}) of .*\((new|already stored), [0-9.]+ s: (\S+)\)"
+)
 
 
 def snapshot_of(stderr: str) -> tuple[str, str, Path]:

@@ -63,7 +63,7 @@ class TestFrozenWorkflows(snakemake.common.tests.TestWorkflowsLocalStorageBase):
             folder = log.relative_to(logdir).parts[0]
             found[folder] = found.get(folder, 0) + 1
         assert found == folders, logs
-        job_ids = [log.stem for log in logs]
+        job_ids = [log.stem.split("-")[0] for log in logs]  # <job id>-<run tag>.log
         assert all(job_id.isdigit() for job_id in job_ids), logs
         assert sacct_states(job_ids) == dict.fromkeys(job_ids, "COMPLETED")
         for output in outputs:

@@ -190,15 +190,22 @@ class Verifier:
             self.damaged(snapshot_id, record, problem)
         elif snapshot.manifest.get("id") == snapshot_id:
             self.good[(snapshot_id, RECORD_SUFFIX)] = record
-        if self.hashes.of(archive) != snapshot.archive_sha256:
-            self.broke(snapshot_id, archive, ARCHIVE_SUFFIX, "its sha256 is not the recorded one")
-        elif archive.stat().st_size != snapshot.manifest.get("archive_bytes"):
-            self.broke(snapshot_id, archive, ARCHIVE_SUFFIX, "its size is not the recorded one")
+        found = []
         try:
-            for problem in _member_problems(snapshot, archive):
-                self.damaged(snapshot_id, archive, problem)
+            found += _member_problems(snapshot, archive)
         except decode_error() as e:
-            self.damaged(snapshot_id, archive, f"cannot be read as a snapshot archive: {e}")
+            found.append(f"cannot be read as a snapshot archive: {e}")
+        if self.hashes.of(archive) != snapshot.archive_sha256:
+            # One damaged file, one line: what else is wrong with it comes along.
+            also = f" ({'; '.join(found)})" if found else ""
+            self.broke(
+                snapshot_id, archive, ARCHIVE_SUFFIX, f"its sha256 is not the recorded one{also}"
+            )
+        else:
+            if archive.stat().st_size != snapshot.manifest.get("archive_bytes"):
+                self.broke(snapshot_id, archive, ARCHIVE_SUFFIX, "its size is not the recorded one")
+            for problem in found:
+                self.damaged(snapshot_id, archive, problem)
         if len(self.report.damaged) == damage_before:
             self.good[(snapshot_id, ARCHIVE_SUFFIX)] = archive
 
