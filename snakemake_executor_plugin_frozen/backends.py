@@ -16,13 +16,13 @@ from datetime import datetime, timedelta
 from itertools import count
 
 from snakemake_executor_plugin_frozen.slurm import commands, status
+from snakemake_executor_plugin_frozen.slurm.sbatch_options import node_list
 from snakemake_executor_plugin_frozen.slurm.status import Outcome
 from snakemake_executor_plugin_frozen.slurm.submit import (
     JobSpec,
     SubmitSettings,
     build_sbatch_argv,
     cluster_of,
-    node_list,
 )
 
 

@@ -20,6 +20,7 @@ from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 
 from snakemake_executor_plugin_frozen import arrays, jobscript, journal, shellwords, view_plan
 from snakemake_executor_plugin_frozen.backends import LocalBackend, SbatchBackend
+from snakemake_executor_plugin_frozen.job_names import wildcards_comment, wildcards_dir
 from snakemake_executor_plugin_frozen.leaks import shell_leaks
 from snakemake_executor_plugin_frozen.programs import conda_file, environment_record
 from snakemake_executor_plugin_frozen.record.table import size
@@ -30,15 +31,9 @@ from snakemake_executor_plugin_frozen.slurm.commands import (
     SlurmCommandError,
     max_array_size,
 )
+from snakemake_executor_plugin_frozen.slurm.sbatch_options import SlurmSubmitError, node_list
 from snakemake_executor_plugin_frozen.slurm.status import Outcome, PollInterval
-from snakemake_executor_plugin_frozen.slurm.submit import (
-    JobSpec,
-    SlurmSubmitError,
-    SubmitSettings,
-    node_list,
-    wildcards_comment,
-    wildcards_dir,
-)
+from snakemake_executor_plugin_frozen.slurm.submit import JobSpec, SubmitSettings
 from snakemake_executor_plugin_frozen.snapshot import (
     PackResult,
     SelectionSettings,

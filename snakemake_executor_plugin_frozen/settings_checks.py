@@ -90,7 +90,8 @@ def check(settings: ExecutorSettings) -> None:
 
 
 def _check_slurm_lists(settings: ExecutorSettings) -> None:
-    from .slurm.submit import SlurmSubmitError, SubmitSettings, node_list
+    from .slurm.sbatch_options import SlurmSubmitError, node_list
+    from .slurm.submit import SubmitSettings
 
     rules = [name.strip() for name in settings.array_jobs.split(",") if name.strip()]
     bad = [name for name in rules if not name.isidentifier()]

@@ -11,6 +11,7 @@ from snakemake_executor_plugin_frozen.slurm.commands import (
     StatusQueryError,
     _Result,
     is_transient,
+    parse_sbatch_output,
     query_states,
     run_sbatch,
     sacct_usable,
@@ -68,6 +69,26 @@ def test_permanent_errors(message):
 )
 def test_sacct_usable(returncode, output, usable):
     assert sacct_usable(returncode, output) is usable
+
+
+@pytest.mark.parametrize(
+    ("stdout", "job_id"),
+    [
+        ("123\n", "123"),
+        ("4567;cluster2\n", "4567"),
+        ("sbatch: site banner\n89\n", "89"),
+        ("Submitted batch job 42\n", "42"),
+        ("warning: 3 jobs queued\nSubmitted batch job 77 on cluster c\n", "77"),
+    ],
+)
+def test_parse_sbatch_output(stdout, job_id):
+    assert parse_sbatch_output(stdout) == job_id
+
+
+@pytest.mark.parametrize("stdout", ["", "sbatch: error: nope", "12\n13\n", "1.5"])
+def test_parse_sbatch_output_rejects(stdout):
+    with pytest.raises(ValueError, match="job id"):
+        parse_sbatch_output(stdout)
 
 
 class FakeRun:

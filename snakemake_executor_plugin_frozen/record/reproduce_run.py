@@ -37,11 +37,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from snakemake_executor_plugin_frozen.job_names import wildcards_dir
 from snakemake_executor_plugin_frozen.jobscript import JOB_MODE
 from snakemake_executor_plugin_frozen.node import contract
 from snakemake_executor_plugin_frozen.node.commands import frozen_pythonpath
 from snakemake_executor_plugin_frozen.shellwords import quote
-from snakemake_executor_plugin_frozen.slurm.submit import wildcards_dir
 
 from .confine import within
 from .errors import RecordError

@@ -25,12 +25,15 @@ from .status import (
     parse_sacct,
     parse_squeue,
 )
-from .submit import parse_sbatch_output
 
 _log = logging.getLogger(__name__)
 
 # Ids per sacct/squeue/scancel call, keeping command lines far below ARG_MAX.
 CHUNK_SIZE = 500
+# What sbatch --parsable prints ("<id>" or "<id>;<cluster>"), and what some site wrappers
+# print instead.
+_BARE_JOB_ID_RE = re.compile(r"^(\d+)(?:;\S+)?$")
+_SUBMITTED_RE = re.compile(r"Submitted batch job (\d+)")
 
 # Lower-case fragments of messages from a controller or slurmdbd that is busy,
 # restarting or briefly unreachable ("Socket timed out on send/recv operation", ...).
@@ -170,6 +173,22 @@ def find_submitted(submission: Submission, timeout: float = 60.0) -> str | None:
             # A pending array shows as "123_[0-9]", a started task as "123_4".
             return job_id.strip().split("_", 1)[0]
     return None
+
+
+def parse_sbatch_output(stdout: str) -> str:
+    """Job id from ``sbatch --parsable`` output (``<id>`` or ``<id>;<cluster>``).
+
+    Site wrappers sometimes add lines around it, so a single bare id line or a
+    ``Submitted batch job <id>`` line is accepted too. Raises ``ValueError`` otherwise.
+    """
+    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    bare = {m.group(1) for line in lines if (m := _BARE_JOB_ID_RE.match(line))}
+    if len(bare) == 1:
+        return bare.pop()
+    submitted = set(_SUBMITTED_RE.findall(stdout))
+    if not bare and len(submitted) == 1:
+        return submitted.pop()
+    raise ValueError(f"cannot find exactly one SLURM job id in the sbatch output: {stdout!r}")
 
 
 def run_sbatch(

@@ -10,9 +10,9 @@ profile written for ``executor: slurm`` works unchanged. Differences on purpose:
   ``sacct``/``sacctmgr`` costs a call per job and picks a wrong account just as often.
 - A per-job ``qos`` resource replaces the global ``qos`` setting instead of both being
   passed (sbatch would silently let the later one win).
-- ``slurm_extra`` is parsed the way sbatch parses it (abbreviated long options, clustered
-  short options, separate values), so an abbreviation cannot slip a managed option past the
-  check, and a stray word cannot replace the batch script.
+- ``slurm_extra`` is parsed the way sbatch parses it (``sbatch_options``), so an
+  abbreviation cannot slip a managed option past the check, and a stray word cannot replace
+  the batch script.
 - An ``--exclude`` in ``slurm_extra`` is merged with the nodes the executor excludes into
   one option (sbatch keeps only the last ``--exclude``).
 """
@@ -20,19 +20,16 @@ profile written for ``executor: slurm`` works unchanged. Differences on purpose:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
-import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from snakemake_executor_plugin_frozen.slurm.srun_options import (
-    AmbiguousOptionError,
-    Option,
-    OptionWalk,
-    option_table,
-    resolve_long_option,
+from snakemake_executor_plugin_frozen.slurm.sbatch_options import (
+    FIX_HINT,
+    SlurmSubmitError,
+    is_node_entry,
+    validate_slurm_extra,
 )
 
 # Same patterns as the slurm plugin 2.7.1, so values accepted there are accepted here.
@@ -40,19 +37,8 @@ _GRES_RE = re.compile(r"^[a-zA-Z0-9_]+(:[a-zA-Z0-9_.]+)?(:\d+[TGM]?)?$")
 _GPU_MODEL_RE = re.compile(r"^[a-zA-Z0-9_.]+$")
 # Slurm time formats: "M", "M:S", "H:M:S", "D-H", "D-H:M", "D-H:M:S".
 _SLURM_TIME_RE = re.compile(r"^\d+(-\d+)?(:\d+){0,2}$")
-_BARE_JOB_ID_RE = re.compile(r"^(\d+)(?:;\S+)?$")
-_SUBMITTED_RE = re.compile(r"Submitted batch job (\d+)")
 # sbatch's --array: index ranges with an optional step, comma-separated, an optional %limit.
 _ARRAY_RE = re.compile(r"\d+(-\d+(:\d+)?)?(,\d+(-\d+(:\d+)?)?)*(%\d+)?")
-# One entry of a SLURM node list: a name or hostlist expression ("node[1-3,7]"); the commas
-# inside brackets do not separate entries.
-_NODE_ENTRY_RE = re.compile(r"(?:[^,\[\]\s/]|\[[^\]\s/]*\])+")
-# Long wildcard values would exceed the 255-byte file name limit of the log directory.
-_MAX_WILDCARDS_DIR = 200
-
-
-class SlurmSubmitError(ValueError):
-    """A job cannot be submitted because of its resources or the executor settings."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +50,7 @@ class SubmitSettings:
     requeue: bool = False
     no_requeue: bool = False
     # Nodes never to submit to (--frozen-exclude-failed-nodes and nodes that had NODE_FAIL):
-    # names or hostlist expressions, one per entry (see node_list).
+    # names or hostlist expressions, one per entry (see sbatch_options.node_list).
     exclude_nodes: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -73,27 +59,13 @@ class SubmitSettings:
                 "The settings --frozen-requeue and --frozen-no-requeue exclude each other "
                 "(frozen-requeue / frozen-no-requeue in a profile); set at most one."
             )
-        bad = sorted(entry for entry in self.exclude_nodes if not _NODE_ENTRY_RE.fullmatch(entry))
+        bad = sorted(entry for entry in self.exclude_nodes if not is_node_entry(entry))
         if bad:
             raise SlurmSubmitError(
                 f"Excluded nodes {bad} (--frozen-exclude-failed-nodes): each must be one node "
                 "name or hostlist expression; give comma-separated names such as "
                 "'node1,node[3-5]'."
             )
-
-
-def node_list(text: str) -> list[str]:
-    """The entries of a comma-separated SLURM node list: ``"n1, node[1,3-4]"`` gives
-    ``["n1", "node[1,3-4]"]`` (commas inside brackets belong to the expression).
-
-    Raises ``ValueError`` naming an entry that is no node name or hostlist expression:
-    spaces, unbalanced brackets, or a ``/`` (sbatch would read a file of that name).
-    """
-    entries = [part.strip() for part in re.split(r",(?![^\[]*\])", text) if part.strip()]
-    for entry in entries:
-        if not _NODE_ENTRY_RE.fullmatch(entry):
-            raise ValueError(f"{entry!r} is not a node name or hostlist expression")
-    return entries
 
 
 @dataclass(frozen=True)
@@ -121,238 +93,6 @@ class JobSpec:
         return self.log_path.with_name(name)
 
 
-# sbatch's long options, as sbatch 22.05.8 (Debian 12 package slurm-wlm) parses them. Read
-# from the binary's own getopt_long answers rather than `sbatch --help`, which leaves out 13
-# of them (--ntasks-per-gpu, --hint, --cluster, --tasks-per-node, --test-only, ...):
-#   sbatch --test-only --a          "option '--a' is ambiguous; possibilities: '--account' ..."
-#   sbatch --test-only --mem        "option '--mem' requires an argument"
-#   sbatch --test-only --parsable=x "option '--parsable' doesn't allow an argument"
-# for every letter and two-letter prefix (no other names), and every name (neither message:
-# optional). tests/test_slurm_submit.py checks the table against the installed sbatch.
-_REQUIRED_VALUE = """
-    account acctg-freq array batch bb bbf begin chdir cluster cluster-constraint
-    clusters comment constraint container context core-spec cores-per-socket cpu-freq
-    cpus-per-gpu cpus-per-task deadline delay-boot dependency distribution error exclude
-    export export-file extra-node-info gid gpu-bind gpu-freq gpus gpus-per-node
-    gpus-per-socket gpus-per-task gres gres-flags hint input job-name
-    kill-on-invalid-dep licenses mail-type mail-user mcs-label mem mem-bind mem-per-cpu
-    mem-per-gpu mincpus network nodefile nodelist nodes ntasks ntasks-per-core
-    ntasks-per-gpu ntasks-per-node ntasks-per-socket ntasks-per-tres open-mode output
-    partition power prefer priority profile qos reservation signal sockets-per-node
-    switches tasks-per-node thread-spec threads-per-core time time-min tmp uid
-    wait-all-nodes wckey wrap
-"""
-_OPTIONAL_VALUE = "exclusive get-user-env nice no-kill propagate"
-_NO_VALUE = """
-    contiguous help hold ignore-pbs no-requeue overcommit oversubscribe parsable quiet
-    reboot requeue spread-job test-only usage use-min-nodes verbose version wait
-"""
-SBATCH_LONG_OPTIONS = option_table(_REQUIRED_VALUE, _OPTIONAL_VALUE, _NO_VALUE)
-# Its short options (`sbatch --help`; `sbatch -X` / `sbatch -X-` confirm that each takes a
-# value exactly like its long form, and that no other letter or digit is an option).
-SBATCH_SHORT_OPTIONS: dict[str, str] = {
-    "a": "array",
-    "A": "account",
-    "b": "begin",
-    "B": "extra-node-info",
-    "c": "cpus-per-task",
-    "C": "constraint",
-    "d": "dependency",
-    "D": "chdir",
-    "e": "error",
-    "F": "nodefile",
-    "G": "gpus",
-    "h": "help",
-    "H": "hold",
-    "i": "input",
-    "J": "job-name",
-    "k": "no-kill",
-    "L": "licenses",
-    "m": "distribution",
-    "M": "clusters",
-    "n": "ntasks",
-    "N": "nodes",
-    "o": "output",
-    "O": "overcommit",
-    "p": "partition",
-    "q": "qos",
-    "Q": "quiet",
-    "s": "oversubscribe",
-    "S": "core-spec",
-    "t": "time",
-    "v": "verbose",
-    "V": "version",
-    "w": "nodelist",
-    "W": "wait",
-    "x": "exclude",
-}
-
-
-def resolve_sbatch_option(written: str) -> str:
-    """The long option sbatch takes ``--<written>`` for, by getopt_long's rule: an exact
-    name wins, else a prefix of exactly one name. A name sbatch 22.05 does not know is
-    returned as written (a newer sbatch may know it). Raises ``ValueError`` listing the
-    candidates when the prefix is ambiguous."""
-    return resolve_long_option(written, SBATCH_LONG_OPTIONS)
-
-
-@dataclass(frozen=True)
-class _Forbidden:
-    what: str
-    remedy: str
-
-
-def _use(resource: str) -> str:
-    return f"use the '{resource}' resource instead"
-
-
-_EXECUTOR = "the executor sets it"
-_NO_JOB = "sbatch would print something and submit no job; remove it"
-# slurm_extra options the executor manages: the slurm plugin's list, plus --wrap (we
-# submit a script), --array (the executor makes job arrays itself), --wait (would block
-# the submission) and the options after which sbatch submits nothing.
-_FORBIDDEN: dict[str, _Forbidden] = {
-    "job-name": _Forbidden("job name", _EXECUTOR),
-    "output": _Forbidden("output file", _EXECUTOR),
-    "error": _Forbidden("error file", _EXECUTOR),
-    "parsable": _Forbidden("parsable output", _EXECUTOR),
-    "export": _Forbidden("environment export", _EXECUTOR),
-    "comment": _Forbidden("job comment", _EXECUTOR),
-    "chdir": _Forbidden("working directory", _EXECUTOR),
-    # Older SLURM's name of --chdir; sbatch 22.05 does not know it, so it is matched whole.
-    "workdir": _Forbidden("working directory", _EXECUTOR),
-    "wrap": _Forbidden("wrapped command", _EXECUTOR),
-    "array": _Forbidden("job array", _EXECUTOR),
-    "wait": _Forbidden("waiting for the job", _EXECUTOR),
-    "help": _Forbidden("help", _NO_JOB),
-    "usage": _Forbidden("usage", _NO_JOB),
-    "version": _Forbidden("version", _NO_JOB),
-    "test-only": _Forbidden("test only", _NO_JOB),
-    "account": _Forbidden("account", _use("slurm_account")),
-    "partition": _Forbidden("partition", _use("slurm_partition")),
-    "mem": _Forbidden("memory", _use("mem_mb")),
-    "mem-per-cpu": _Forbidden("memory per CPU", _use("mem_mb_per_cpu")),
-    "ntasks": _Forbidden("number of tasks", _use("tasks")),
-    "ntasks-per-gpu": _Forbidden("tasks per GPU", _use("tasks_per_gpu")),
-    "cpus-per-task": _Forbidden("CPUs per task", _use("cpus_per_task")),
-    "cpus-per-gpu": _Forbidden("CPUs per GPU", _use("cpus_per_gpu")),
-    "time": _Forbidden("time limit", _use("runtime")),
-    "constraint": _Forbidden("node constraint", _use("constraint")),
-    "qos": _Forbidden("quality of service", _use("qos")),
-    "nodes": _Forbidden("number of nodes", _use("nodes")),
-    "cluster": _Forbidden("cluster", _use("clusters")),
-    "clusters": _Forbidden("cluster", _use("clusters")),
-    "gres": _Forbidden("generic resources", _use("gres")),
-    "gpus": _Forbidden("GPUs", _use("gpu")),
-}
-
-
-_FIX_HINT = "Fix it in the rule's resources, --set-resources/--default-resources or the profile."
-
-
-@dataclass(frozen=True)
-class SlurmExtra:
-    """A checked ``slurm_extra``: the arguments to pass on, and the nodes its
-    ``--exclude``/``-x`` options name (taken out of ``args``, to be merged)."""
-
-    args: tuple[str, ...]
-    exclude: tuple[str, ...]
-
-
-class _ExtraParser(OptionWalk):
-    """Walks ``slurm_extra``'s arguments as sbatch's getopt_long would."""
-
-    def __init__(self, tokens: Sequence[str], job_label: str) -> None:
-        super().__init__(tokens, SBATCH_LONG_OPTIONS, SBATCH_SHORT_OPTIONS)
-        self.job_label = job_label
-
-    def error(self, problem: str) -> SlurmSubmitError:
-        return SlurmSubmitError(f"{self.job_label}: resource 'slurm_extra' {problem} {_FIX_HINT}")
-
-    def options(self) -> list[Option]:
-        parsed: list[Option] = []
-        while self.next < len(self.tokens):
-            token = self.tokens[self.next]
-            self.next += 1
-            if token == "--":
-                raise self.error(
-                    "has '--', which ends sbatch's options: the executor's own options and "
-                    "batch script after it would become a script's arguments. Remove it."
-                )
-            if token.startswith("--"):
-                parsed.append(self.long_option(token))
-            elif token.startswith("-") and token != "-":
-                parsed += self.short_options(token)
-            else:
-                raise self.error(
-                    f"has {token!r}, which is neither an option nor the value of one: sbatch "
-                    "would take it as the batch script instead of the executor's. Remove it; "
-                    "if it is the value of the option before it, write them as one argument "
-                    "(--option=value, quoted if it holds spaces)."
-                )
-        return parsed
-
-    def ambiguous(self, token: str, error: AmbiguousOptionError) -> SlurmSubmitError:
-        return self.error(
-            f"has {token!r}, an abbreviation sbatch refuses as ambiguous ({error}). Write "
-            "the option out in full."
-        )
-
-    def unknown_long(self, token: str) -> None:
-        return None  # a newer sbatch may know it: passed on as written
-
-    def unknown_short(self, token: str, letter: str) -> SlurmSubmitError:
-        return self.error(
-            f"has {token!r}, but sbatch has no option -{letter}. Write the option out "
-            "in full (--option=value)."
-        )
-
-    def value_not_allowed(self, token: str, name: str) -> SlurmSubmitError:
-        return self.error(
-            f"has {token!r}, but sbatch's --{name} takes no value. Write it as '--{name}'."
-        )
-
-    def missing_value(self, token: str, name: str) -> SlurmSubmitError:
-        return self.error(
-            f"ends with {token!r}, which needs a value: sbatch would take the executor's "
-            f"next argument as its value. Give it one (--{name}=VALUE)."
-        )
-
-    def check(self, name: str, token: str) -> None:
-        if (forbidden := _FORBIDDEN.get(name)) is None:
-            return
-        spelled = "" if token.split("=", 1)[0] == f"--{name}" else f", --{name}"
-        raise self.error(
-            f"must not contain {token!r} ({forbidden.what}{spelled}): {forbidden.remedy}."
-        )
-
-
-def validate_slurm_extra(extra: str, job_label: str) -> SlurmExtra:
-    """Split ``slurm_extra`` like a shell, parse it as sbatch would, and reject what the
-    executor manages, ambiguous abbreviations and words sbatch would take as its script."""
-    try:
-        tokens = shlex.split(extra)
-    except ValueError as e:
-        raise SlurmSubmitError(
-            f"{job_label}: resource 'slurm_extra' cannot be split into arguments ({e}): "
-            f"{extra!r}. Balance its quotes. {_FIX_HINT}"
-        ) from None
-    options = _ExtraParser(tokens, job_label).options()
-    excluded: list[str] = []
-    for option in options:
-        if option.name == "exclude":
-            try:
-                excluded += node_list(option.value or "")
-            except ValueError as e:
-                raise SlurmSubmitError(
-                    f"{job_label}: resource 'slurm_extra' has {' '.join(option.args)!r}: {e}. "
-                    "The executor merges it with the nodes it excludes itself, so it must name "
-                    f"nodes (e.g. 'node1,node[3-5]'), not a file of them. {_FIX_HINT}"
-                ) from None
-    args = tuple(arg for option in options if option.name != "exclude" for arg in option.args)
-    return SlurmExtra(args=args, exclude=tuple(excluded))
-
-
 def _int(value: object, name: str, job_label: str, minimum: int | None = None) -> int:
     """Read an integer resource; Snakemake rounds floats, but CLI values may be strings."""
     number: int | None = None
@@ -366,7 +106,7 @@ def _int(value: object, name: str, job_label: str, minimum: int | None = None) -
     if number is None or (minimum is not None and number < minimum):
         bound = f" >= {minimum}" if minimum is not None else ""
         raise SlurmSubmitError(
-            f"{job_label}: resource '{name}' must be an integer{bound}, got {value!r}. {_FIX_HINT}"
+            f"{job_label}: resource '{name}' must be an integer{bound}, got {value!r}. {FIX_HINT}"
         )
     return number
 
@@ -433,19 +173,19 @@ def _gpu_args(res: Mapping[str, object], job_label: str) -> list[str]:
     if _is_set(gres) and _is_set(gpu):
         raise SlurmSubmitError(
             f"{job_label}: resources 'gres' and 'gpu' are both set; set only one of them. "
-            f"{_FIX_HINT}"
+            f"{FIX_HINT}"
         )
     if _is_set(gres):
         if not _GRES_RE.match(str(gres)):
             raise SlurmSubmitError(
                 f"{job_label}: resource 'gres' must look like '<name>[:<type>][:<count>]' "
-                f"(e.g. 'gpu:2', 'gpu:a100:1', 'tmpspace:10G'), got {gres!r}. {_FIX_HINT}"
+                f"(e.g. 'gpu:2', 'gpu:a100:1', 'tmpspace:10G'), got {gres!r}. {FIX_HINT}"
             )
         return [f"--gres={gres}"]
     if _is_set(model) and not _is_set(gpu):
         raise SlurmSubmitError(
             f"{job_label}: resource 'gpu_model' is set but 'gpu' (the number of GPUs) is not. "
-            f"{_FIX_HINT}"
+            f"{FIX_HINT}"
         )
     if not _is_set(gpu):
         return []
@@ -455,7 +195,7 @@ def _gpu_args(res: Mapping[str, object], job_label: str) -> list[str]:
     if not _GPU_MODEL_RE.match(str(model)):
         raise SlurmSubmitError(
             f"{job_label}: resource 'gpu_model' may contain only letters, digits, '_' and '.', "
-            f"got {model!r}. {_FIX_HINT}"
+            f"got {model!r}. {FIX_HINT}"
         )
     return [f"--gpus={model}:{count}"]
 
@@ -478,7 +218,7 @@ def _task_args(res: Mapping[str, object], job_label: str, gpu_job: bool) -> list
         if _is_set(per_node) == _is_set(tasks):
             raise SlurmSubmitError(
                 f"{job_label}: an MPI job needs exactly one of the resources 'tasks' and "
-                f"'tasks_per_node'. {_FIX_HINT}"
+                f"'tasks_per_node'. {FIX_HINT}"
             )
         if _is_set(per_node):
             argv.append(f"--ntasks-per-node={_int(per_node, 'tasks_per_node', job_label, 2)}")
@@ -531,7 +271,7 @@ def build_sbatch_argv(
         if "," in str(account):
             raise SlurmSubmitError(
                 f"{label}: resource 'slurm_account' must name a single account, got "
-                f"{account!r}. {_FIX_HINT}"
+                f"{account!r}. {FIX_HINT}"
             )
         argv += ["-A", str(account)]
     if _is_set(partition := res.get("slurm_partition")):
@@ -581,44 +321,3 @@ def build_sbatch_argv(
     argv += _gpu_args(res, label)
     argv.append(str(spec.script))
     return argv, warnings
-
-
-def _joined_values(wildcards: Mapping[str, str]) -> str:
-    return "_".join(str(v) for v in wildcards.values()).replace("/", "_")
-
-
-def wildcards_dir(wildcards: Mapping[str, str]) -> str:
-    """Log directory part for a job's wildcards: values joined by ``_``, ``/`` -> ``_``.
-
-    ``%`` and ``\\`` also become ``_`` (SLURM patterns), and overlong results are shortened
-    with a hash suffix so the directory name stays valid and unique.
-    """
-    joined = _joined_values(wildcards).replace("%", "_").replace("\\", "_")
-    raw = joined.encode(errors="surrogateescape")  # file names need not be UTF-8
-    if len(raw) <= _MAX_WILDCARDS_DIR:
-        return joined
-    digest = hashlib.sha256(raw).hexdigest()[:16]
-    head = raw[: _MAX_WILDCARDS_DIR - 17].decode(errors="ignore")
-    return f"{head}_{digest}"
-
-
-def wildcards_comment(rule: str, wildcards: Mapping[str, str]) -> str:
-    """``--comment`` as the slurm plugin writes it: ``rule_<rule>[_wildcards_<values>]``."""
-    values = _joined_values(wildcards)
-    return f"rule_{rule}_wildcards_{values}" if values else f"rule_{rule}"
-
-
-def parse_sbatch_output(stdout: str) -> str:
-    """Job id from ``sbatch --parsable`` output (``<id>`` or ``<id>;<cluster>``).
-
-    Site wrappers sometimes add lines around it, so a single bare id line or a
-    ``Submitted batch job <id>`` line is accepted too. Raises ``ValueError`` otherwise.
-    """
-    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
-    bare = {m.group(1) for line in lines if (m := _BARE_JOB_ID_RE.match(line))}
-    if len(bare) == 1:
-        return bare.pop()
-    submitted = set(_SUBMITTED_RE.findall(stdout))
-    if not bare and len(submitted) == 1:
-        return submitted.pop()
-    raise ValueError(f"cannot find exactly one SLURM job id in the sbatch output: {stdout!r}")
