@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import TextIO
 
@@ -29,12 +28,8 @@ from snakemake_executor_plugin_frozen.record import (
     which,
 )
 from snakemake_executor_plugin_frozen.record.errors import RecordError
-from snakemake_executor_plugin_frozen.record.history import History
-from snakemake_executor_plugin_frozen.record.ids import SHORT
 from snakemake_executor_plugin_frozen.record.layout import Layout
-from snakemake_executor_plugin_frozen.record.live import live_snapshot
 from snakemake_executor_plugin_frozen.record.snapshots import (
-    Snapshot,
     SnapshotStore,
     open_snapshot,
 )
@@ -46,7 +41,6 @@ from snakemake_executor_plugin_frozen.snapshot.git import try_git
 
 PROG = "snakemake-frozen"
 DEFAULTS = SelectionSettings()
-LIVE = "live"
 
 
 class _UsageError(Exception):
@@ -203,7 +197,7 @@ def _record_commands(commands: argparse._SubParsersAction, common: argparse.Argu
         "Exit 0 identical, 1 different, 2 trouble, as diff.",
     )
     diff.add_argument("a", metavar="A")
-    diff.add_argument("b", nargs="?", default=LIVE, metavar="B")
+    diff.add_argument("b", nargs="?", default=diffing.LIVE, metavar="B")
     diff.add_argument("-p", "--patch", action="store_true", help="unified diff of text files")
     restore = add(
         "restore",
@@ -295,29 +289,25 @@ def _pack(args: argparse.Namespace) -> int:
     result = pack(root, store, settings, level=args.level)
     for warning in result.warnings:
         _say(f"{PROG}: warning: {warning}", file=sys.stderr)
-    if args.json:
-        _say(
-            json.dumps(
-                {
-                    "id": result.id,
-                    "archive": str(result.archive),
-                    "manifest": str(result.manifest),
-                    "archive_sha256": result.archive_sha256,
-                    "files": result.files,
-                    "bytes": result.bytes,
-                    "archive_bytes": result.archive_bytes,
-                    "created": result.created,
-                    "root": str(Path(root).resolve()),
-                    "warnings": list(result.warnings),
-                }
-            )
-        )
-    else:
-        state = "stored" if result.created else "already stored, nothing written"
-        _say(f"snapshot {result.id} ({state})")
-        _say(f"  {result.files} files, {size(result.bytes)} selected")
-        _say(f"  archive  {result.archive} ({size(result.archive_bytes)})")
-        _say(f"  manifest {result.manifest}")
+    state = "stored" if result.created else "already stored, nothing written"
+    text = (
+        f"snapshot {result.id} ({state})\n  {result.files} files, {size(result.bytes)} selected\n"
+        f"  archive  {result.archive} ({size(result.archive_bytes)})\n"
+        f"  manifest {result.manifest}"
+    )
+    fields = {
+        "id": result.id,
+        "archive": str(result.archive),
+        "manifest": str(result.manifest),
+        "archive_sha256": result.archive_sha256,
+        "files": result.files,
+        "bytes": result.bytes,
+        "archive_bytes": result.archive_bytes,
+        "created": result.created,
+        "root": str(Path(root).resolve()),
+        "warnings": list(result.warnings),
+    }
+    _answer(args, fields, text)
     return 0
 
 
@@ -333,6 +323,14 @@ def _say(*values: object, file: TextIO | None = None, end: str = "\n") -> None:
         file=file,
         end=end,
     )
+
+
+def _answer(args: argparse.Namespace, as_json: object, as_text: str) -> None:
+    """A command's answer: exact JSON with --json, else text for people."""
+    if args.json:
+        _print_json(as_json)
+    else:
+        _say(as_text)
 
 
 def _print_json(value: object) -> None:
@@ -386,64 +384,27 @@ def _which(args: argparse.Namespace) -> int:
     if layout.workdir != Path.cwd():  # found upwards: paths as typed here, from here
         paths = [os.path.abspath(p) for p in paths]
     answers = which.which(layout, paths)
-    if args.json:
-        _print_json(which.as_json(answers))
-    else:
-        _say(which.as_text(answers))
+    _answer(args, which.as_json(answers), which.as_text(answers))
     return 0 if all(a.found for a in answers) else 1
 
 
-def _diff_side(reference: str, store: SnapshotStore) -> Snapshot | None:
-    return None if reference == LIVE else open_snapshot(reference, store)
-
-
 def _diff(args: argparse.Namespace) -> int:
-    layout = _layout(args)
-    store = SnapshotStore(layout.store)
-    a, b = _diff_side(args.a, store), _diff_side(args.b, store)
-    with tempfile.TemporaryDirectory(prefix="snakemake-frozen-live-") as scratch:
-        if a is None or b is None:
-            base = a or b
-            if base is None:
-                raise RecordError("diff needs a snapshot on at least one side, not live twice")
-            # The workflow's outputs are data, not code, however a live tree's git sees them.
-            outputs = [
-                layout.workdir / o
-                for job in History.read(layout.journal).jobs
-                for o in job.outputs()
-            ]
-            now = live_snapshot(base, outputs, Path(scratch))
-            a, b = a or now, b or now
-        difference = diffing.compare(a, b)
-        patch = diffing.patch(a, b, difference) if args.patch else None
-    labels = (_label(args.a, a), _label(args.b, b))
+    found = diffing.diff(_layout(args), args.a, args.b, args.patch)
     if args.json:
-        _print_json(diffing.as_json(labels, difference, patch))
-    else:
-        text = diffing.as_text((labels[0]["label"], labels[1]["label"]), difference)
-        if text:
-            _say(text)
-        if patch:
-            print(patch, end="")  # the files' own lines (their names escaped), as git shows
-    return 0 if difference.identical else 1
-
-
-def _label(reference: str, snapshot: Snapshot) -> dict:
-    if reference == LIVE:
-        label = f"live {snapshot.manifest['root']}"
-    else:
-        label = f"{snapshot.id[:SHORT]} ({snapshot.manifest.get('created')})"
-    return {"reference": reference, "id": snapshot.id, "label": label}
+        _print_json(diffing.as_json(found))
+        return 0 if found.difference.identical else 1
+    if text := diffing.as_text(found):
+        _say(text)
+    if found.patch:
+        print(found.patch, end="")  # the files' own lines (their names escaped), as git shows
+    return 0 if found.difference.identical else 1
 
 
 def _restore(args: argparse.Namespace) -> int:
     layout = _layout(args)
     snapshot = open_snapshot(args.snapshot, SnapshotStore(layout.store))
     done = restore.restore(snapshot, args.dest, Finder(layout), args.output, layout.workdir)
-    if args.json:
-        _print_json(restore.as_json(done))
-    else:
-        _say(restore.as_text(done, snapshot))
+    _answer(args, restore.as_json(done), restore.as_text(done, snapshot))
     return 0
 
 
@@ -451,19 +412,13 @@ def _reproduce(args: argparse.Namespace) -> int:
     layout = _layout(args)
     output = args.output if layout.workdir == Path.cwd() else os.path.abspath(args.output)
     done = reproduce.reproduce(layout, output, args.into, progress=_warn)
-    if args.json:
-        _print_json(reproduce.as_json(done))
-    else:
-        _say(reproduce.as_text(done))
+    _answer(args, reproduce.as_json(done), reproduce.as_text(done))
     return done.exit_code
 
 
 def _verify(args: argparse.Namespace) -> int:
     report = verify.verify(_layout(args), args.snapshots, repair=args.repair)
-    if args.json:
-        _print_json(verify.as_json(report))
-    else:
-        _say(verify.as_text(report))
+    _answer(args, verify.as_json(report), verify.as_text(report))
     return 0 if report.ok else 1
 
 
@@ -474,10 +429,7 @@ def _gc(args: argparse.Namespace) -> int:
     report = gc.collect(
         layout.workdir, layout.logdir, args.keep_last, args.older_than, args.dry_run
     )
-    if args.json:
-        _print_json(gc.as_json(report))
-    else:
-        _say(gc.as_text(report))
+    _answer(args, gc.as_json(report), gc.as_text(report))
     return 0
 
 

@@ -16,7 +16,11 @@ from snakemake_executor_plugin_frozen.snapshot import SnapshotError, extract
 from . import environment
 from .confine import within
 from .errors import RecordError
-from .snapshots import Snapshot
+from .history import History
+from .ids import SHORT
+from .layout import Layout
+from .live import live_snapshot
+from .snapshots import Snapshot, SnapshotStore, open_snapshot
 
 _COMPARED = ("type", "mode", "sha256", "target")
 _CHANGE_NAMES = {"type": "type", "mode": "mode", "sha256": "content", "target": "target"}
@@ -124,7 +128,8 @@ def patch(a: Snapshot, b: Snapshot, difference: Difference) -> str:
     return "".join(parts)
 
 
-def as_json(labels: tuple[dict, dict], difference: Difference, patch_text: str | None) -> dict:
+def as_json(found: Compared) -> dict:
+    labels, difference, patch_text = found.labels, found.difference, found.patch
     out = {
         "a": labels[0],
         "b": labels[1],
@@ -150,11 +155,12 @@ def _change_detail(change: FileChange) -> str:
     return f" ({', '.join(details)})" if details else ""
 
 
-def as_text(labels: tuple[str, str], difference: Difference) -> str:
+def as_text(found: Compared) -> str:
     """git's --name-status letters: A added, D removed, M changed, T type changed."""
+    difference = found.difference
     if difference.identical:
         return ""
-    lines = [f"--- a {labels[0]}", f"+++ b {labels[1]}"]
+    lines = [f"--- a {found.labels[0]['label']}", f"+++ b {found.labels[1]['label']}"]
     lines += [f"A  {path}" for path in difference.added]
     lines += [f"D  {path}" for path in difference.removed]
     for change in difference.changed:
@@ -166,3 +172,51 @@ def as_text(labels: tuple[str, str], difference: Difference) -> str:
         )
     # Names, targets and recorded values may hold what a terminal acts on: one line each.
     return "\n".join(visible(line) for line in lines)
+
+
+LIVE = "live"  # the reference that names the live tree
+
+
+@dataclass
+class Compared:
+    """What ``diff A B`` found: each side's label, the difference, the patch (if asked)."""
+
+    labels: tuple[dict, dict]
+    difference: Difference
+    patch: str | None
+
+
+def _side(reference: str, store: SnapshotStore) -> Snapshot | None:
+    return None if reference == LIVE else open_snapshot(reference, store)
+
+
+def _label(reference: str, snapshot: Snapshot) -> dict:
+    if reference == LIVE:
+        label = f"live {snapshot.manifest['root']}"
+    else:
+        label = f"{snapshot.id[:SHORT]} ({snapshot.manifest.get('created')})"
+    return {"reference": reference, "id": snapshot.id, "label": label}
+
+
+def diff(layout: Layout, reference_a: str, reference_b: str, with_patch: bool) -> Compared:
+    """Compare two snapshots of the working directory's store (an id, a prefix, an archive)
+    or one with the live tree (``LIVE``), packed as the snapshot was, the workflow's outputs
+    left out as data."""
+    store = SnapshotStore(layout.store)
+    a, b = _side(reference_a, store), _side(reference_b, store)
+    with tempfile.TemporaryDirectory(prefix="snakemake-frozen-live-") as scratch:
+        if a is None or b is None:
+            base = a or b
+            if base is None:
+                raise RecordError("diff needs a snapshot on at least one side, not live twice")
+            # The workflow's outputs are data, not code, however a live tree's git sees them.
+            outputs = [
+                layout.workdir / o
+                for job in History.read(layout.journal).jobs
+                for o in job.outputs()
+            ]
+            now = live_snapshot(base, outputs, Path(scratch))
+            a, b = a or now, b or now
+        difference = compare(a, b)
+        patch_text = patch(a, b, difference) if with_patch else None
+    return Compared((_label(reference_a, a), _label(reference_b, b)), difference, patch_text)
