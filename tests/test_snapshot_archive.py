@@ -18,7 +18,7 @@ from backports import zstd
 from test_snapshot_helpers import MANIFEST, git, make_repo, members, pack_tree, tree_files, write
 
 from snakemake_executor_plugin_frozen.snapshot import SnapshotError, extract, read_manifest
-from snakemake_executor_plugin_frozen.snapshot.archive import _header
+from snakemake_executor_plugin_frozen.snapshot.archive_write import _header
 from snakemake_executor_plugin_frozen.snapshot.entries import FILE, Entry, archive_prefix
 
 LONG = "deeply/" * 12 + "nested_module_with_a_rather_long_name_beyond_one_hundred_bytes.py"

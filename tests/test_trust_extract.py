@@ -19,7 +19,8 @@ from test_record_helpers import make_site, run_cli
 
 from snakemake_executor_plugin_frozen.dirfd import remove_tree
 from snakemake_executor_plugin_frozen.snapshot import SnapshotError, archive, extract, pack
-from snakemake_executor_plugin_frozen.snapshot.archive import MANIFEST_NAME, _header
+from snakemake_executor_plugin_frozen.snapshot.archive import MANIFEST_NAME
+from snakemake_executor_plugin_frozen.snapshot.archive_write import _header
 
 WRONG_SHA = "0" * 64
 BIG = 64 * 1024 * 1024  # what a member really holds, compressed to almost nothing

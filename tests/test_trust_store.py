@@ -19,7 +19,8 @@ from user_helpers import OrdinaryUser
 
 from snakemake_executor_plugin_frozen.record.layout import Layout
 from snakemake_executor_plugin_frozen.record.verify import verify
-from snakemake_executor_plugin_frozen.snapshot.archive import ArchiveWriter, extract
+from snakemake_executor_plugin_frozen.snapshot.archive import extract
+from snakemake_executor_plugin_frozen.snapshot.archive_write import ArchiveWriter
 from snakemake_executor_plugin_frozen.snapshot.entries import Entry
 from snakemake_executor_plugin_frozen.snapshot.hashing import file_sha256
 from snakemake_executor_plugin_frozen.snapshot.manifest import read_manifest, record_bytes

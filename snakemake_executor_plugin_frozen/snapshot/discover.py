@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 from .git import GitBatch, GitRun, exclude_pathspecs, split_z, work_tree_state
 from .model import SnapshotError
+from .probe import CACHEDIR_TAG, holds_cache_tag
 from .rules import NOT_CODE_FOLDERS, NOT_CODE_MARKERS, PathRules, compile_ignore, ignore_verdict
-from .store import CACHEDIR_TAG, holds_cache_tag
 
 if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec

@@ -29,18 +29,12 @@ import stat
 from dataclasses import dataclass
 
 from .model import SelectionSettings, SnapshotError
+from .probe import StatKey
 from .rules import ancestor_folders, is_within, leading_ups, leaves, listing
 from .select import EXPLICIT, RESERVED_DIR, Selection
 
 FILE, LINK = "file", "link"
 MB = 1_000_000  # max_size_mb counts decimal megabytes
-
-StatKey = tuple[int, int, int, int]
-
-
-def stat_key(st: os.stat_result) -> StatKey:
-    """What identifies one version of a file's content without reading it."""
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 @dataclass(slots=True)  # not frozen: built by the thousand on every pack, frozen is slower

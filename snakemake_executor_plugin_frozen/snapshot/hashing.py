@@ -10,8 +10,9 @@ import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .entries import FILE, LINK, Entry, StatKey, stat_key
+from .entries import FILE, LINK, Entry
 from .model import SnapshotError
+from .probe import StatKey, stat_key
 
 CHUNK = 1 << 20
 ID_PREFIX = b"snakemake-frozen snapshot v1\n"

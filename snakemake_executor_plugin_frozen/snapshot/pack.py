@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .archive import MAX_DEPTH, ArchiveWriter, compression_options, shortened
+from .archive_format import MAX_DEPTH, shortened
+from .archive_write import ArchiveWriter, compression_options
 from .earn import earn, expected_members
 from .entries import LINK, Entry, archive_prefix, check_size, copy_mode, inspect
 from .git import GitBatch, exclude_pathspecs
@@ -99,7 +101,7 @@ class _Packing:
         if misses:
             stamp = self.store.clock_stamp()
             if not _mostly_vouched(misses, self.entries):
-                return self._write(None, None, {}, stamp)
+                return self._write_new(stamp)
             contents = _hash_first(misses, digests)
             self.cache.record(self.entries, digests, stamp)
             self._save_cache()
@@ -107,7 +109,7 @@ class _Packing:
         stored = self._stored(snapshot, digests)
         if stored is not None:
             return snapshot, stored, False
-        return self._write(snapshot, digests, contents, None)
+        return self._write_known(snapshot, digests, contents)
 
     def _save_cache(self) -> None:
         # Not made durable: every version of the caches, even a stale one, only vouches
@@ -160,61 +162,85 @@ class _Packing:
             "damaged or forged, and was made again from the tree"
         )
 
-    def _write(
-        self,
-        snapshot: str | None,
-        digests: dict[str, str] | None,
-        contents: dict[str, bytes],
-        stamp: int | None,
+    def _write_known(
+        self, snapshot: str, digests: dict[str, str], contents: dict[str, bytes]
     ) -> tuple[str, Stored, bool]:
-        """Archive and store the snapshot.
+        """Archive and store ``snapshot``, whose id is known: every file must still have its
+        ``digests`` entry (the ``contents`` already read come from memory)."""
+        with self._new_archive() as (writer, tmp, git):
+            archived = self._archive(writer, digests, contents)
+            writer.close_members()
+            written, earlier = self._commit(writer, tmp, git, snapshot, archived)
+        return self._committed(snapshot, written, earlier)
 
-        With ``snapshot`` known, every file must still have its ``digests`` entry (the
-        ``contents`` already read come from memory). Without, every file is read, hashed
-        and compressed in one pass, the cache records what was read (``stamp``: see
-        ``StatCache``), and the id comes last: if it is stored after all, nothing is.
-        """
+    def _write_new(self, stamp: int) -> tuple[str, Stored, bool]:
+        """Archive and store the snapshot whose id is not known yet: every file is read,
+        hashed and compressed in one pass, the cache records what was read (``stamp``: see
+        ``StatCache``), and the id comes last: if it is stored after all, nothing is."""
+        with self._new_archive() as (writer, tmp, git):
+            archived = self._archive(writer, None, {})
+            writer.close_members()
+            self.cache.record(self.entries, archived, stamp)
+            self._save_cache()
+            snapshot = snapshot_id(self.entries, archived, self.prefix)
+            stored = self._stored(snapshot, archived)
+            if stored is not None:
+                return snapshot, stored, False
+            written, earlier = self._commit(writer, tmp, git, snapshot, archived)
+        return self._committed(snapshot, written, earlier)
+
+    @contextmanager
+    def _new_archive(self) -> Iterator[tuple[ArchiveWriter, Path, GitBatch | None]]:
+        """A writer of a new archive at a temporary path of the store, and the git record
+        started meanwhile; afterwards the writer is closed, the temporary file gone (moved
+        in, or removed) and git waited for, whatever happened."""
         git = self._start_git()
         tmp = self.store.temp_path(".tar.zst")
         writer = ArchiveWriter(tmp, self.level, self.prefix)
         try:
-            archived = self._archive(writer, digests, contents)
-            writer.close_members()
-            if snapshot is None:
-                assert stamp is not None
-                self.cache.record(self.entries, archived, stamp)
-                self._save_cache()
-                snapshot = snapshot_id(self.entries, archived, self.prefix)
-                stored = self._stored(snapshot, archived)
-                if stored is not None:
-                    return snapshot, stored, False
-            manifest = build_manifest(
-                snapshot,
-                self.selection,
-                self.settings,
-                self.store.path,
-                self.entries,
-                archived,
-                tuple(self.warnings),
-                self.prefix,
-                git,
-                self.environment_extra,
-            )
-            archive_sha256, archive_bytes = writer.finish(manifest)
-            record = record_bytes(manifest, archive_sha256, archive_bytes)
-            earlier = self.store.commit(snapshot, tmp, record, copy_mode(self.entries))
+            yield writer, tmp, git
         finally:
             writer.abort()
             tmp.unlink(missing_ok=True)
             if git is not None:
                 git.wait()
+
+    def _commit(
+        self,
+        writer: ArchiveWriter,
+        tmp: Path,
+        git: GitBatch | None,
+        snapshot: str,
+        archived: dict[str, str],
+    ) -> tuple[Stored, dict | None]:
+        """Finish the archive with its manifest and move it into the store with its record;
+        returns what was written, and the record of an earlier pack that stored it first."""
+        manifest = build_manifest(
+            snapshot,
+            self.selection,
+            self.settings,
+            self.store.path,
+            self.entries,
+            archived,
+            tuple(self.warnings),
+            self.prefix,
+            git,
+            self.environment_extra,
+        )
+        archive_sha256, archive_bytes = writer.finish(manifest)
+        record = record_bytes(manifest, archive_sha256, archive_bytes)
+        earlier = self.store.commit(snapshot, tmp, record, copy_mode(self.entries))
+        return (archive_sha256, archive_bytes), earlier
+
+    def _committed(
+        self, snapshot: str, written: Stored, earlier: dict | None
+    ) -> tuple[str, Stored, bool]:
         if earlier is not None:
             return snapshot, (earlier["archive_sha256"], earlier["archive_bytes"]), False
-        stored = archive_sha256, archive_bytes
         keys = self.store.stat_keys(snapshot)
         if keys is not None:
-            self.archive_check.know(snapshot, keys, stored, None)
-        return snapshot, stored, True
+            self.archive_check.know(snapshot, keys, written, None)
+        return snapshot, written, True
 
     def _start_git(self) -> GitBatch | None:
         if self.selection.discovery.mode != "git":

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from .discover import Discovery, discover
 from .model import SelectionSettings, SnapshotError
+from .probe import holds_cache_tag
 from .rules import (
     ENV_MARKERS,
     PathRules,
@@ -53,7 +54,6 @@ from .rules import (
     listing,
     looks_secret,
 )
-from .store import holds_cache_tag
 
 FROZENIGNORE = ".frozenignore"
 RESERVED_DIR = ".frozen"  # holds the manifest inside an archive

@@ -13,32 +13,15 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .model import SnapshotError
+from .probe import CACHEDIR_SIGNATURE, CACHEDIR_TAG, StatKey, stat_key
 
-if TYPE_CHECKING:
-    from .entries import StatKey
-
-# The cache directory tag convention (tar --exclude-caches, borg, restic): the store writes
-# one and the selection skips every folder that holds one.
-CACHEDIR_TAG = "CACHEDIR.TAG"
-CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+# The store's cache directory tag (see ``probe``): no selection or backup descends into it.
 _TAG_TEXT = CACHEDIR_SIGNATURE + (
     b"\n# This folder holds snakemake-frozen code snapshots; backup and archiving tools\n"
     b"# that honour cache directory tags skip it: https://bford.info/cachedir/\n"
 )
-
-
-def holds_cache_tag(folder: str) -> bool:
-    """``folder`` holds a CACHEDIR.TAG that starts with the signature (else it is no tag)."""
-    tag = os.path.join(folder, CACHEDIR_TAG)
-    # access() first: most folders hold none, and isfile() raises and catches for them.
-    # isfile(): a pipe of that name would block the open.
-    if not os.access(tag, os.F_OK) or not os.path.isfile(tag):
-        return False
-    with open(tag, "rb") as f:
-        return f.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
 
 
 class Store:
@@ -99,8 +82,6 @@ class Store:
     def stat_keys(self, snapshot_id: str) -> tuple[StatKey, StatKey] | None:
         """The stat keys of the archive and the record of ``snapshot_id``; None if either
         is missing."""
-        from .entries import stat_key  # the entries need the store (see intact)
-
         try:
             return (
                 stat_key(os.stat(self.archive_path(snapshot_id))),
