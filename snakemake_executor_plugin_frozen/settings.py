@@ -8,10 +8,8 @@ from dataclasses import dataclass, field
 
 from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
 
-MODES = ("freeze", "archive", "off")
-SUBMITTERS = ("sbatch", "local")
-VIEWS = ("auto", "mount", "python")
-COPIES = ("shared", "per-job")
+from .settings_checks import COPIES, MODES, SUBMITTERS, VIEWS, check
+
 DEFAULT_LOGDIR = ".snakemake/frozen_logs"
 DEFAULT_EXCLUDE_FOLDERS = (".git", ".snakemake", "wandb", "outputs", "datasets")
 DEFAULT_CODE_SUFFIXES = (".py", ".sh", ".yaml", ".yml", ".toml", ".smk")
@@ -201,8 +199,6 @@ class ExecutorSettings(ExecutorSettingsBase):
     )
 
     def __post_init__(self) -> None:
-        from .settings_checks import check
-
         check(self)
 
 

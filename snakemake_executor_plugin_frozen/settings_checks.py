@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 # zstd's highest level; the lowest offered is 1 (its negative "fast" levels are not).
 MAX_LEVEL = 22
+# The values the choice settings take (settings.py offers them to argparse).
+MODES = ("freeze", "archive", "off")
+SUBMITTERS = ("sbatch", "local")
+VIEWS = ("auto", "mount", "python")
+COPIES = ("shared", "per-job")
 
 
 class SettingError(ApiError):
@@ -53,8 +58,6 @@ def _finite(settings: ExecutorSettings, setting: str) -> None:
 
 def check(settings: ExecutorSettings) -> None:
     """Raise SettingError for the first value of ``settings`` that cannot work."""
-    from .settings import COPIES, MODES, SUBMITTERS, VIEWS
-
     for setting, choices in (("mode", MODES), ("view", VIEWS), ("copy", COPIES)):
         _one_of(settings, setting, choices)
     _one_of(settings, "submit", SUBMITTERS)

@@ -47,7 +47,7 @@ NOT_CODE_FOLDERS = frozenset(
 # and folders holding one of these: a virtual env, a conda env, a log folder of this plugin
 # (which keeps its marker when the setting moves the logs elsewhere: the old folder is still
 # no code); a folder holding a CACHEDIR.TAG with the signature is one too
-# (``store.holds_cache_tag``).
+# (``probe.holds_cache_tag``).
 LOG_FOLDER_MARKER = ".snakemake-frozen-logs"
 ENV_MARKERS = frozenset({"pyvenv.cfg", "conda-meta", LOG_FOLDER_MARKER})
 # The add-back's walks into ignored folders also stop at another repository.
