@@ -1,7 +1,7 @@
 """Where a rendered batch script runs: SLURM (`sbatch`) or a local process.
 
-Both answer the same three questions for the executor: submit this script, how did these
-jobs end, cancel these jobs.
+Both answer the same three questions for the executor (``Backend``): submit this script,
+how did these jobs end, cancel these jobs; and say how they are to be asked.
 """
 
 import contextlib
@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import count
+from typing import Protocol
 
 from snakemake_executor_plugin_frozen.slurm import commands, status
 from snakemake_executor_plugin_frozen.slurm.sbatch_options import node_list
@@ -34,7 +35,26 @@ class JobEnd:
     node: str = ""  # where it ran, if known
 
 
+class Backend(Protocol):
+    """What the executor asks of where its jobs run."""
+
+    log_label: str  # what a job's log is called in messages ("SLURM log")
+    # Asked at the poll interval, its jobs leaving an end hint to ask sooner (SLURM); else
+    # asked at every tick, which costs nothing (a local child process).
+    polled: bool
+    status_calls: int  # queries made so far (for the end-of-run figure)
+
+    def submit(self, spec: JobSpec, token: str) -> tuple[str, list[str]]: ...
+
+    async def states(self, job_ids: Sequence[str]) -> dict[str, JobEnd]: ...
+
+    def cancel(self, job_ids: Sequence[str]) -> None: ...
+
+
 class SbatchBackend:
+    log_label = "SLURM log"
+    polled = True
+
     def __init__(
         self,
         settings: SubmitSettings,
@@ -100,6 +120,10 @@ class SbatchBackend:
 class LocalBackend:
     """Runs the batch script as a local process: freezing on a workstation, no SLURM."""
 
+    log_label = "job log"
+    polled = False
+    status_calls = 0
+
     def __init__(self) -> None:
         self.processes: dict[str, subprocess.Popen] = {}
         self.ids = count(1)
@@ -117,8 +141,6 @@ class LocalBackend:
                 start_new_session=True,  # so that cancel() can signal the whole job
             )
         return job_id, []
-
-    status_calls = 0
 
     async def states(self, job_ids: Sequence[str]) -> dict[str, JobEnd]:
         ends = {}

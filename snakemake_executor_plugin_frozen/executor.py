@@ -19,7 +19,7 @@ from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 
 from snakemake_executor_plugin_frozen import arrays, jobscript, journal, shellwords, view_plan
-from snakemake_executor_plugin_frozen.backends import LocalBackend, SbatchBackend
+from snakemake_executor_plugin_frozen.backends import Backend, LocalBackend, SbatchBackend
 from snakemake_executor_plugin_frozen.job_names import wildcards_comment, wildcards_dir
 from snakemake_executor_plugin_frozen.leaks import shell_leaks
 from snakemake_executor_plugin_frozen.programs import conda_file, environment_record
@@ -107,7 +107,7 @@ class Executor(RemoteExecutor):
         # poll. Only a hint when to ask; what SLURM answers decides the outcome.
         self.ended_dir: Path | None = None
         self.ended: set[str] = set()
-        if isinstance(self.backend, SbatchBackend):
+        if self.backend.polled:
             self.ended_dir = self.logdir / ".ended" / self.run_id
             try:
                 self.ended_dir.mkdir(mode=0o700, parents=True)
@@ -143,10 +143,6 @@ class Executor(RemoteExecutor):
         )
         self.write_journal()
 
-    @property
-    def log_label(self) -> str:
-        return "SLURM log" if isinstance(self.backend, SbatchBackend) else "job log"
-
     def mark_logdir(self) -> None:
         """Mark the log folder: what it holds is never packed as code, here nor wherever
         the setting moves the logs later (``rules.LOG_FOLDER_MARKER``). Best effort: a log
@@ -172,7 +168,7 @@ class Executor(RemoteExecutor):
                 f"{self.settings.mode}: the jobs run the live code and write into it."
             )
 
-    def make_backend(self) -> LocalBackend | SbatchBackend:
+    def make_backend(self) -> Backend:
         if self.settings.submit == "local":
             return LocalBackend()
         # The values were checked with the settings (settings_checks.py).
@@ -729,9 +725,8 @@ class Executor(RemoteExecutor):
                 self.report_job_success(job_info)
             else:
                 log = job_info.aux["log"]
-                self.report_job_error(
-                    job_info, msg=f"{end.message}\n{self.log_label}: {log}\n", aux_logs=[str(log)]
-                )
+                message = f"{end.message}\n{self.backend.log_label}: {log}\n"
+                self.report_job_error(job_info, msg=message, aux_logs=[str(log)])
         self.poll_wait = self.poll_interval.next(finished=bool(ends))
         self.write_journal()
 
@@ -758,7 +753,7 @@ class Executor(RemoteExecutor):
         """Whether to ask SLURM now: at the poll interval, and within a second of a job
         saying it ended (at most once a second, so that a thousand ending jobs cost no
         more than one query a second)."""
-        if isinstance(self.backend, LocalBackend):
+        if not self.backend.polled:
             return True
         since = time.monotonic() - self.last_query
         if since >= self.poll_wait:
