@@ -122,8 +122,8 @@ class Executor(RemoteExecutor):
         self.left_live: tuple[str, ...] = ()  # files the job's view leaves live
         self.views = ViewReport()
         self.check_view_settings()
-        self.logger.info(
-            f"frozen: mode {self.settings.mode}, submit via {self.settings.submit}, "
+        self.say(
+            f"mode {self.settings.mode}, submit via {self.settings.submit}, "
             f"run {self.run_id}, logs in {self.logdir}"
         )
         self.journal_path = self.workdir / journal.JOURNAL
@@ -143,6 +143,13 @@ class Executor(RemoteExecutor):
         )
         self.write_journal()
 
+    def say(self, message: str) -> None:
+        """Tell the user, as the plugin: Snakemake's log, each line "frozen: " first."""
+        self.logger.info(f"frozen: {message}")
+
+    def warn(self, message: str) -> None:
+        self.logger.warning(f"frozen: {message}")
+
     def mark_logdir(self) -> None:
         """Mark the log folder: what it holds is never packed as code, here nor wherever
         the setting moves the logs later (``rules.LOG_FOLDER_MARKER``). Best effort: a log
@@ -158,13 +165,13 @@ class Executor(RemoteExecutor):
         except OSError as e:
             with contextlib.suppress(OSError):  # a half-written marker marks nothing
                 marker.unlink(missing_ok=True)
-            self.logger.warning(f"frozen: cannot mark the log folder {self.logdir}: {e}")
+            self.warn(f"cannot mark the log folder {self.logdir}: {e}")
 
     def check_view_settings(self) -> None:
         # (Values that cannot work are refused with the settings: settings_checks.py.)
         if self.settings.copy == "per-job" and not self.freezing:
-            self.logger.warning(
-                f"frozen: --frozen-copy per-job has no effect in --frozen-mode "
+            self.warn(
+                f"--frozen-copy per-job has no effect in --frozen-mode "
                 f"{self.settings.mode}: the jobs run the live code and write into it."
             )
 
@@ -234,19 +241,19 @@ class Executor(RemoteExecutor):
         # Snakemake parsed the workflow seconds before this snapshot; an edit in between
         # gives jobs code the main process never saw (a renamed rule, another env hash).
         for path in changed_since(sources, process_start_time()):
-            self.logger.warning(
-                f"frozen: {path} changed after this run started: the snapshot may hold a "
+            self.warn(
+                f"{path} changed after this run started: the snapshot may hold a "
                 "version Snakemake did not parse; if that matters, stop and start the run again."
             )
         s = self.snapshot
         took = time.time() - self.snapshot_taken
-        self.logger.info(
-            f"frozen: snapshot {s.id[:12]} of {self.code_root}: {s.files} files, "
+        self.say(
+            f"snapshot {s.id[:12]} of {self.code_root}: {s.files} files, "
             f"{size(s.bytes)} -> {size(s.archive_bytes)} "
             f"({'new' if s.created else 'already stored'}, {took:.2f} s: {s.archive})"
         )
         for warning in s.warnings:
-            self.logger.warning(f"frozen: {warning}")
+            self.warn(f"{warning}")
         self.report_selection(sources)
         self.warn_missing_modules()
         if self.freezing and self.settings.view != "python":
@@ -259,8 +266,8 @@ class Executor(RemoteExecutor):
 
         def pack(lost: str | None) -> str:
             if lost is not None:
-                self.logger.warning(
-                    f"frozen: snapshot {lost[:12]} was removed from the store before this "
+                self.warn(
+                    f"snapshot {lost[:12]} was removed from the store before this "
                     "run leased it; packing it again"
                 )
             self.take_snapshot()
@@ -295,8 +302,8 @@ class Executor(RemoteExecutor):
         written_set = set(written)
         self.left_live = tuple(sorted(k for k, p in files.items() if p in written_set))
         if self.left_live:
-            self.logger.info(
-                f"frozen: {len(self.left_live)} file(s) of the code were written while the "
+            self.say(
+                f"{len(self.left_live)} file(s) of the code were written while the "
                 f"workflow was parsed ({listing(list(self.left_live), limit=5)}): jobs see "
                 "them live, as their own parse writes them again"
             )
@@ -316,19 +323,19 @@ class Executor(RemoteExecutor):
         if s.added_back:
             largest = sorted(s.added_back, key=lambda item: (-item[1], item[0]))
             shown = listing([f"{path} ({size / 1e3:.1f} kB)" for path, size in largest], 10)
-            self.logger.info(
-                f"frozen: {len(s.added_back)} gitignored file(s) packed for their code suffix, "
+            self.say(
+                f"{len(s.added_back)} gitignored file(s) packed for their code suffix, "
                 f"largest first: {shown}; leave some out with --frozen-exclude or .frozenignore"
             )
         if s.data_excluded:
-            self.logger.info(
-                f"frozen: {s.data_excluded} output, log or benchmark file(s) of the workflow "
+            self.say(
+                f"{s.data_excluded} output, log or benchmark file(s) of the workflow "
                 "left out of the snapshot (data, not code)"
             )
         outside = [p for p in sources if not p.is_relative_to(self.code_root)]
         if outside:
-            self.logger.info(
-                f"frozen: {len(outside)} workflow source(s) outside the code root packed too: "
+            self.say(
+                f"{len(outside)} workflow source(s) outside the code root packed too: "
                 + listing([str(p) for p in outside])
             )
 
@@ -356,8 +363,8 @@ class Executor(RemoteExecutor):
                 why = "left out as it looks like a credential (--frozen-allow-secrets packs it)"
             else:
                 why = "not selected (hard-excluded folder or ignored)"
-            self.logger.warning(
-                f"frozen: module {name} ({path}) was imported by the workflow but is not in "
+            self.warn(
+                f"module {name} ({path}) was imported by the workflow but is not in "
                 f"the snapshot: {why}. Jobs will import the live file or fail; remove the "
                 "pattern or make sure the module is not needed by jobs."
             )
@@ -546,8 +553,8 @@ class Executor(RemoteExecutor):
         limit = self.settings.array_limit
         maximum = max_array_size()
         if maximum is not None and maximum < limit:
-            self.logger.info(
-                f"frozen: the cluster's MaxArraySize is {maximum}: arrays of at most {maximum} "
+            self.say(
+                f"the cluster's MaxArraySize is {maximum}: arrays of at most {maximum} "
                 f"tasks (--frozen-array-limit {limit})"
             )
             limit = maximum
@@ -572,7 +579,7 @@ class Executor(RemoteExecutor):
             if (jobs[0].name, warning) not in self.warned:
                 self.warned.add((jobs[0].name, warning))
                 kind = "group" if jobs[0].is_group() else "rule"
-                self.logger.warning(f"frozen: {kind} {jobs[0].name}: {warning}")
+                self.warn(f"{kind} {jobs[0].name}: {warning}")
         return job_id
 
     def submit_alone(self, p: "PreparedJob") -> None:
@@ -671,8 +678,8 @@ class Executor(RemoteExecutor):
         if not shellcmd:
             return
         for path in shell_leaks(shellcmd, self.workdir, self.code_root, self.snapshot_files):
-            self.logger.warning(
-                f"frozen: rule {job.name}: its shell command names {path} relative to the "
+            self.warn(
+                f"rule {job.name}: its shell command names {path} relative to the "
                 "working directory, so the job would use the LIVE file, not the snapshot's "
                 "(only reads made by Python are served from the snapshot). "
                 f'Write "{{workflow.basedir}}/..." or "$FROZEN_DIR/..." instead.'
@@ -695,7 +702,7 @@ class Executor(RemoteExecutor):
                 ends = await self.backend.states([j.external_jobid for j in active_jobs])
         except SlurmCommandError as e:
             # The controller may be restarting; the jobs are still there, ask again later.
-            self.logger.warning(f"frozen: status query failed, will retry: {e}")
+            self.warn(f"status query failed, will retry: {e}")
             ends = {}
         self.last_query = time.monotonic()
         for job_info in active_jobs:
@@ -743,8 +750,8 @@ class Executor(RemoteExecutor):
         try:
             journal.append(self.journal_path, self.journal_records)
         except OSError as e:
-            self.logger.warning(
-                f"frozen: cannot write the journal {self.journal_path} ({e}); "
+            self.warn(
+                f"cannot write the journal {self.journal_path} ({e}); "
                 f"{len(self.journal_records)} record(s) of what ran are lost"
             )
         self.journal_records = []
@@ -782,8 +789,8 @@ class Executor(RemoteExecutor):
             shutil.rmtree(self.ended_dir, ignore_errors=True)
         if self.backend.status_calls:
             minutes = max(time.monotonic() - self.started, 1.0) / 60
-            self.logger.info(
-                f"frozen: {self.backend.status_calls} status queries in {minutes:.1f} minutes "
+            self.say(
+                f"{self.backend.status_calls} status queries in {minutes:.1f} minutes "
                 f"({self.backend.status_calls / minutes:.1f} per minute)"
             )
         if self.snapshot is None:
@@ -796,13 +803,13 @@ class Executor(RemoteExecutor):
             return
         what = f"{len(edited)} file(s) of the code were edited during this run"
         if self.freezing:
-            self.logger.info(
-                f"frozen: {what} ({listing(edited, limit=10)}); the jobs ran the versions of "
+            self.say(
+                f"{what} ({listing(edited, limit=10)}); the jobs ran the versions of "
                 f"snapshot {self.snapshot.id[:12]}."
             )
         else:  # archive mode: the snapshot is only a record, the jobs read the live files
-            self.logger.warning(
-                f"frozen: {what} ({listing(edited, limit=10)}); in --frozen-mode archive the "
+            self.warn(
+                f"{what} ({listing(edited, limit=10)}); in --frozen-mode archive the "
                 "jobs ran the live files, so jobs that started after an edit may have run code "
                 f"that snapshot {self.snapshot.id[:12]} does not hold."
             )
@@ -819,13 +826,13 @@ class Executor(RemoteExecutor):
         try:
             report = gc.collect(self.workdir, self.logdir, keep_last, older_than, dry_run=False)
         except (RecordError, OSError) as e:
-            self.logger.warning(f"frozen: --frozen-gc-*: nothing removed: {e}")
+            self.warn(f"--frozen-gc-*: nothing removed: {e}")
             return
         for note in report.notes:
-            self.logger.info(f"frozen: gc: {note}")
+            self.say(f"gc: {note}")
         if report.snapshots or report.files:
-            self.logger.info(
-                f"frozen: gc removed {len(report.snapshots)} snapshot(s) and "
+            self.say(
+                f"gc removed {len(report.snapshots)} snapshot(s) and "
                 f"{len(report.files)} file(s) of {len(report.runs)} earlier run(s), "
                 f"{report.bytes / 1e6:.1f} MB freed"
             )
