@@ -6,6 +6,7 @@ how did these jobs end, cancel these jobs; and say how they are to be asked.
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,9 @@ from datetime import datetime, timedelta
 from itertools import count
 from typing import Protocol
 
+from snakemake_interface_common.exceptions import WorkflowError
+
+from snakemake_executor_plugin_frozen.settings import ExecutorSettings
 from snakemake_executor_plugin_frozen.slurm import commands, status
 from snakemake_executor_plugin_frozen.slurm.sbatch_options import node_list
 from snakemake_executor_plugin_frozen.slurm.status import Outcome
@@ -49,6 +53,27 @@ class Backend(Protocol):
     async def states(self, job_ids: Sequence[str]) -> dict[str, JobEnd]: ...
 
     def cancel(self, job_ids: Sequence[str]) -> None: ...
+
+
+def backend_for(settings: ExecutorSettings, run_id: str) -> "Backend":
+    """The backend the settings ask for; the values were checked with the settings
+    (settings_checks.py)."""
+    if settings.submit == "local":
+        return LocalBackend()
+    if shutil.which("sbatch") is None:
+        raise WorkflowError(
+            "frozen: sbatch was not found on PATH, so jobs cannot be submitted to SLURM. "
+            "Run on a SLURM login node, or use --frozen-submit local to run the jobs on "
+            "this machine from the same snapshot."
+        )
+    submit_settings = SubmitSettings(
+        qos=settings.qos or None,
+        reservation=settings.reservation or None,
+        requeue=settings.requeue,
+        no_requeue=settings.no_requeue,
+        exclude_nodes=frozenset(node_list(settings.exclude_failed_nodes)),
+    )
+    return SbatchBackend(submit_settings, run_id, stuck_seconds=settings.stuck_minutes * 60)
 
 
 class SbatchBackend:

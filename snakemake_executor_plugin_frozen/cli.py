@@ -273,7 +273,7 @@ def _default_root() -> Path:
 
 def _pack(args: argparse.Namespace) -> int:
     root = args.root if args.root is not None else _default_root()
-    store = args.store if args.store is not None else root / ".snakemake/frozen/snapshots"
+    store = args.store if args.store is not None else Layout.of(root).store
     settings = SelectionSettings(
         exclude_folders=DEFAULTS.exclude_folders
         if args.exclude_folders is None

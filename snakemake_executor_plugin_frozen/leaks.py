@@ -26,3 +26,16 @@ def shell_leaks(
         if relative in files:
             leaks.append(word)
     return leaks
+
+
+def leak_warnings(
+    rule: str, shellcmd: str, workdir: Path, code_root: Path, snapshot_files: Iterable[str]
+) -> list[str]:
+    """What to tell the user of each leak of rule ``rule``'s ``shell:`` command."""
+    return [
+        f"rule {rule}: its shell command names {path} relative to the working directory, so "
+        "the job would use the LIVE file, not the snapshot's (only reads made by Python are "
+        'served from the snapshot). Write "{workflow.basedir}/..." or "$FROZEN_DIR/..." '
+        "instead."
+        for path in shell_leaks(shellcmd, workdir, code_root, snapshot_files)
+    ]

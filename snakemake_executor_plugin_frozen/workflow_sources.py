@@ -1,19 +1,23 @@
-"""What Snakemake itself knows about a workflow's code: the code root, the source files that
-must be in every snapshot, and the config files in the order they were loaded.
+"""What Snakemake itself knows about a workflow's code and jobs: the code root, the source
+files that must be in every snapshot, the config files in the order they were loaded, and a
+job's wildcards, inputs, outputs and resources.
 
 These read Snakemake attributes outside the stable executor interface (`workflow.included`,
-`workflow.rules`, `workflow.configfiles`); the package pins snakemake <10 for that reason.
+`workflow.rules`, `workflow.configfiles`, `job.wildcards`, `job.output`, ...); the package
+pins snakemake <10 for that reason. Nothing else in the package reads them.
 """
 
 import os
 import sys
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from snakemake_interface_common.exceptions import WorkflowError
 
+from snakemake_executor_plugin_frozen.programs import conda_file
 from snakemake_executor_plugin_frozen.snapshot.git import is_ignored, try_git
 
 # Snakemake hashes a conda env from its file and these siblings (deployment/conda.py).
@@ -194,3 +198,54 @@ def changed_since(
         except FileNotFoundError:
             changed.append(path)
     return changed
+
+
+@dataclass(frozen=True)
+class WorkflowCode:
+    """What the run's snapshot is taken from, as Snakemake parsed the workflow."""
+
+    snakefile: Path  # the main Snakefile, resolved
+    sources: tuple[Path, ...]  # files every snapshot must hold, sorted
+    shell_commands: tuple[tuple[str, str], ...]  # (rule, its shell: command)
+    conda_files: tuple[tuple[str, Path], ...]  # (rule, its conda environment file)
+    outputs: tuple[Path, ...]  # data the workflow makes (workflow_outputs)
+
+
+def workflow_code(workflow: Any, jobs: Iterable[Any], workdir: Path) -> WorkflowCode:
+    jobs = list(jobs)
+    rules = workflow.rules
+    return WorkflowCode(
+        snakefile=Path(workflow.main_snakefile).resolve(),
+        sources=tuple(
+            sorted({*snakemake_sources(workflow, jobs), *runtime_cached_sources(workflow)})
+        ),
+        shell_commands=tuple((rule.name, rule.shellcmd) for rule in rules if rule.shellcmd),
+        conda_files=tuple(
+            (rule.name, path)
+            for rule in rules
+            if (path := conda_file(rule.conda_env, str(rule.basedir))) is not None
+        ),
+        outputs=tuple(workflow_outputs(jobs, workdir)),
+    )
+
+
+def job_wildcards(job: Any) -> dict[str, str]:
+    # Group jobs have none.
+    wildcards = getattr(job, "wildcards", None)
+    return {k: str(v) for k, v in wildcards.items()} if wildcards else {}
+
+
+def job_outputs(job: Any) -> list[str]:
+    """The job's outputs as Snakemake names them; a group job's are those of its jobs."""
+    jobs = getattr(job, "jobs", None) if job.is_group() else [job]
+    return [str(path) for member in jobs or () for path in getattr(member, "output", ())]
+
+
+def job_inputs(job: Any) -> list[str]:
+    """The job's inputs as Snakemake names them; a group job's are those it reads from
+    outside the group."""
+    return [str(path) for path in getattr(job, "input", ())]
+
+
+def job_resources(job: Any) -> dict[str, Any]:
+    return dict(job.resources.items())

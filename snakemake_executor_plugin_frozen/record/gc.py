@@ -58,7 +58,7 @@ from .gc_files import (
 )
 from .history import History, Job, Run
 from .ids import SHORT
-from .layout import Layout
+from .layout import Layout, ended_folder
 from .snapshots import SnapshotStore
 from .table import parse_time, size
 
@@ -269,8 +269,8 @@ def _decide(
         w
         for r in runs
         for root in plan.roots
-        if os.path.lexists(root / ".ended" / r)
-        and (w := plan.confined(root / ".ended" / r, root, f"the journal's run {r}"))
+        if os.path.lexists(ended_folder(root, r))
+        and (w := plan.confined(ended_folder(root, r), root, f"the journal's run {r}"))
     ]
     folders += [
         w
