@@ -1,1 +1,2 @@
+# shellcheck shell=bash disable=SC2034 # ENV_VERSION: read by the Snakefile rule that sources this file
 ENV_VERSION=v1
