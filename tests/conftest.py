@@ -1,14 +1,17 @@
+"""Fixtures for every test: the real SLURM cluster (which `@pytest.mark.slurm` tests get
+started), the ordinary user, gc without its grace period, and the `repo` of a test's
+`tree` mark. The shared helpers are the package `helpers` (tests/helpers/, importable
+through pytest's `pythonpath`); fixtures of one folder are in that folder's conftest.py."""
+
 import os
-import re
-import shutil
 import subprocess
-import sys
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from user_helpers import (
+from helpers.paths import CLUSTER_SCRIPT
+from helpers.snapshots import make_repo, tree_mark
+from helpers.users import (
     OrdinaryUser,
     SetupError,
     UserAccount,
@@ -16,10 +19,7 @@ from user_helpers import (
     remove_workspace,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-CLUSTER_SCRIPT = REPO / "scripts" / "slurm-cluster"
-DEMO = REPO / "workflows" / "demo"
-SUBMITTED_RE = re.compile(r"^Job \d+ submitted as (\S+) \(log: (\S+)\)$", re.MULTILINE)
+from snakemake_executor_plugin_frozen.record import gc
 
 
 @pytest.fixture(scope="session")
@@ -75,87 +75,16 @@ def _cluster_for_slurm_tests(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("slurm_cluster")
 
 
-def run_snakemake(
-    workdir: Path, *args: str, check: bool = True, timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
-    """`python -m snakemake` in workdir, as a user runs it (profiles in workdir apply)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"snakemake {' '.join(args)} failed ({result.returncode}):\n"
-            f"{result.stdout[-6000:]}\n{result.stderr[-12000:]}"
-        )
-    return result
+@pytest.fixture
+def no_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gc judges by age alone: no grace period for what was made a moment ago."""
+    monkeypatch.setattr(gc, "GRACE", 0.0)
 
 
 @pytest.fixture
-def demo_copy(tmp_path: Path) -> Path:
-    """A fresh copy of the demo workflow, outside any git repository."""
-    target = tmp_path / "demo"
-    shutil.copytree(DEMO, target, ignore=shutil.ignore_patterns("results", ".snakemake"))
-    return target
-
-
-class BackgroundRun:
-    """`python -m snakemake *args` in the background, its output going to a file we can watch.
-
-    Used as a context manager: on the way out a still running snakemake is killed and every
-    SLURM job it submitted is cancelled, so a failed test leaves no sleepers on the cluster."""
-
-    def __init__(
-        self,
-        workdir: Path,
-        *args: str,
-        env: dict[str, str] | None = None,
-        python: Sequence[str] = (sys.executable,),
-    ) -> None:
-        """`python`: the argv that starts Python, e.g. `ordinary_user.argv("python")` to run
-        as the test user (whose process is then Python itself, so killing it works)."""
-        self.log = workdir.parent / "snakemake.log"
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen(
-                [*python, "-m", "snakemake", *args],
-                cwd=workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def __enter__(self) -> "BackgroundRun":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        ids = [job_id for job_id, _ in self.submitted()]
-        if ids:
-            subprocess.run(["scancel", *ids], capture_output=True)
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def submitted(self) -> list[tuple[str, Path]]:
-        """(job id, log path) of every "Job N submitted as <id> (log: ...)" line so far."""
-        return [(job_id, Path(log)) for job_id, log in SUBMITTED_RE.findall(self.output())]
-
-    def wait_for_submissions(self, count: int, timeout: float = 120) -> list[tuple[str, Path]]:
-        deadline = time.monotonic() + timeout
-        while len(jobs := self.submitted()) < count:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"fewer than {count} jobs submitted:\n{self.output()}")
-            time.sleep(0.2)
-        return jobs
-
-    def finish(self, timeout: float = 300) -> tuple[int, str]:
-        try:
-            code = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"snakemake still runs after {timeout} s:\n{self.output()}")
-        return code, self.output()
+def repo(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A git repository at tmp_path/repo holding the test's tree: its module declares it as
+    `pytestmark = pytest.mark.tree(files, ...)`, in the arguments of `helpers.snapshots.
+    make_repo` (ignore, modes, links, untracked, settle)."""
+    mark = tree_mark(request)
+    return make_repo(tmp_path / "repo", *mark.args, **mark.kwargs)

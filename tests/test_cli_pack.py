@@ -9,21 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_snapshot_helpers import make_repo, write
+from helpers.files import write
 
 from snakemake_executor_plugin_frozen.cli import main
 from snakemake_executor_plugin_frozen.snapshot import read_manifest
 
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    root = make_repo(
-        tmp_path / "repo",
-        {"Snakefile": "rule a:\n", "wf/scripts/a.py": "a", "docs/paper.pdf": "pdf" * 1000},
-        ignore="local.yaml\n",
-    )
-    write(root, "local.yaml", "token: 1\n")
-    return root
+# The `repo` fixture's tree (tests/conftest.py): local.yaml is ignored.
+pytestmark = pytest.mark.tree(
+    {"Snakefile": "rule a:\n", "wf/scripts/a.py": "a", "docs/paper.pdf": "pdf" * 1000},
+    ignore="local.yaml\n",
+    untracked={"local.yaml": "token: 1\n"},
+)
 
 
 def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_snapshot_helpers import make_repo, pack_tree
+from helpers.snapshots import make_repo, pack_tree
 
 
 @pytest.fixture(scope="module")

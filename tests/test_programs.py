@@ -10,8 +10,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_record_helpers import make_site, run_cli
-from test_snapshot_helpers import make_repo, write
+from helpers.files import sha256_of, write
+from helpers.records import make_site, run_cli
+from helpers.snapshots import make_repo
 
 from snakemake_executor_plugin_frozen import programs
 from snakemake_executor_plugin_frozen.programs import conda_file, environment_record, programs_in
@@ -50,15 +51,11 @@ def test_programs_at_the_head_of_each_simple_command(command: str, expected: lis
     assert programs_in(command) == expected
 
 
-def _sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def test_a_real_program_is_resolved_to_its_real_path_size_and_sha256() -> None:
     record = environment_record([("a", "bash -c 'exit 0' | true")], [])
     real = os.path.realpath(shutil.which("bash") or "")
     assert record["programs"] == [
-        {"name": "bash", "path": real, "size": os.path.getsize(real), "sha256": _sha256(real)}
+        {"name": "bash", "path": real, "size": os.path.getsize(real), "sha256": sha256_of(real)}
     ]
     assert record["conda_envs"] == []
 
@@ -90,7 +87,7 @@ def test_programs_of_every_rule_once_each_file_read_once(
         ("tool", str(tool)),
         ("tool-alias", str(tool)),
     ]
-    assert record["programs"][0]["sha256"] == record["programs"][1]["sha256"] == _sha256(tool)
+    assert record["programs"][0]["sha256"] == record["programs"][1]["sha256"] == sha256_of(tool)
     assert reads == [str(tool)]
 
 
@@ -126,8 +123,8 @@ def test_conda_environment_files_with_the_rules_that_use_them(tmp_path: Path) ->
         root=root,
     )
     assert record["conda_envs"] == [
-        {"path": str(outside), "sha256": _sha256(str(outside)), "rules": ["plot"]},
-        {"path": "envs/align.yaml", "sha256": _sha256(str(align)), "rules": ["map", "index"]},
+        {"path": str(outside), "sha256": sha256_of(str(outside)), "rules": ["plot"]},
+        {"path": "envs/align.yaml", "sha256": sha256_of(str(align)), "rules": ["map", "index"]},
     ]
     missing = environment_record([], [("x", root / "envs/gone.yaml")], root=root)
     assert missing["conda_envs"] == [{"path": "envs/gone.yaml", "sha256": None, "rules": ["x"]}]
@@ -184,7 +181,7 @@ def test_show_and_diff_read_the_record(
     lines = [" ".join(line.split()) for line in out.splitlines()]
     assert code == 0
     sort = os.path.realpath(shutil.which("sort") or "")
-    assert f"program sort: {sort} {_sha256(sort)[:12]}" in lines
+    assert f"program sort: {sort} {sha256_of(sort)[:12]}" in lines
     old_tool = hashlib.sha256(b"#!/bin/sh\necho 1\n").hexdigest()[:12]
     assert f"program tool: {tool} {old_tool}" in lines
     old_env = hashlib.sha256(b"dependencies: [tool=1]\n").hexdigest()[:12]
@@ -194,8 +191,8 @@ def test_show_and_diff_read_the_record(
     shown = json.loads(out)
     assert code == 1 and shown["changed"][0]["path"] == "envs/tools.yaml"
     changes = {(c["what"], c["name"]): (c["a"], c["b"]) for c in shown["environment"]}
-    new_tool = _sha256(str(tool))[:12]
+    new_tool = sha256_of(str(tool))[:12]
     assert changes == {
         ("program", "tool"): (f"{tool} {old_tool}", f"{tool} {new_tool}"),
-        ("conda env", "envs/tools.yaml"): (old_env, _sha256(str(env))[:12]),
+        ("conda env", "envs/tools.yaml"): (old_env, sha256_of(str(env))[:12]),
     }

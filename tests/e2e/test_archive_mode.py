@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import run_snakemake
+from helpers.snakemake import run_snakemake
 
 ARCHIVE = ("--executor", "frozen", "--frozen-submit", "local", "--frozen-mode", "archive", "-j1")
 

@@ -2,101 +2,27 @@
 running its own job from the run's snapshot, with per-task status, logs and cancellation."""
 
 import os
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import BackgroundRun, run_snakemake
+from helpers.cluster import run_id_of, wait_for_sacct
+from helpers.snakemake import BackgroundRun, make_workflow, run_snakemake
 
-from snakemake_executor_plugin_frozen import arrays, jobscript
+from snakemake_executor_plugin_frozen import jobscript
 from snakemake_executor_plugin_frozen.slurm.status import job_ids_of
 
-ARRAYS = Path(__file__).parent / "workflows" / "arrays"
 EXECUTOR = ["--executor", "frozen", "--jobs", "20", "--latency-wait", "5"]
-
-
-# -- pure logic ------------------------------------------------------------------------------
-
-
-def test_batches_by_key_and_limit():
-    jobs = [("a", 1), ("a", 2), ("b", 3), ("a", 4), ("c", 5), ("a", 6), ("a", 7)]
-    alone, batches = arrays.batches(jobs, key=lambda j: None if j[0] == "c" else j[0], limit=3)
-    assert batches == [[("a", 1), ("a", 2), ("a", 4)], [("a", 6), ("a", 7)]]
-    # A batch of one is no array.
-    assert alone == [("c", 5), ("b", 3)]
-
-
-def test_array_rules_setting():
-    assert arrays.array_rules("all") is None
-    assert arrays.array_rules(" a, b ,") == {"a", "b"}
-
-
-def test_array_script_runs_the_task_of_its_index(tmp_path: Path):
-    """Paths with quotes, `$()` and newlines stay data; the task's exit code is the array
-    task's."""
-    odd = tmp_path / "we'ird $(touch pwned)\ndir"
-    odd.mkdir()
-    scripts = []
-    for i in range(3):
-        script = odd / f"job {i}.sh"
-        script.write_text(f"echo task {i}; exit {i}\n")
-        scripts.append(script)
-    text = arrays.render("rule r, run x\nrm -rf /", scripts)
-    assert "\nrm -rf" not in text
-    batch = tmp_path / "array.sh"
-    batch.write_text(text)
-    for i in range(3):
-        env = {**os.environ, "SLURM_ARRAY_TASK_ID": str(i), "SLURM_ARRAY_JOB_ID": "77"}
-        done = subprocess.run(
-            ["bash", batch], capture_output=True, text=True, env=env, cwd=tmp_path
-        )
-        assert (done.returncode, done.stdout) == (i, f"task {i}\n")
-    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_JOB_ID": "77"}
-    done = subprocess.run(["bash", batch], capture_output=True, text=True, env=env)
-    assert done.returncode == 1 and "array task 3 has no job" in done.stderr
-    assert not (tmp_path / "pwned").exists()
 
 
 # -- on the cluster --------------------------------------------------------------------------
 
 
-def copy_workflow(tmp_path: Path) -> Path:
-    workdir = tmp_path / "wf"
-    shutil.copytree(ARRAYS, workdir)
-    return workdir
-
-
-def run_jobs(run_name: str) -> list[tuple[str, str, str]]:
-    """(JobID, State, Comment) of every job of the run, as sacct has them."""
-    argv = ["sacct", "-X", "-n", "-P", f"--name={run_name}", "--starttime=now-1hour"]
-    argv += ["-o", "JobID,State,Comment"]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    rows = [line.split("|", 2) for line in out.splitlines() if line]
-    # Tasks cancelled while pending are one row, "12_[6-11]".
-    return [(task, state, comment) for row, state, comment in rows for task in job_ids_of(row)]
-
-
-def run_id_of(output: str) -> str:
-    return output.split("frozen: mode ", 1)[1].split(", run ", 1)[1].split(",", 1)[0]
-
-
-def wait_for_sacct(run_name: str, count: int, timeout: float = 60) -> list[tuple[str, str, str]]:
-    deadline = time.monotonic() + timeout
-    while len(jobs := run_jobs(run_name)) < count or any(
-        state in ("PENDING", "RUNNING") for _, state, _ in jobs
-    ):
-        if time.monotonic() > deadline:
-            pytest.fail(f"sacct does not show {count} ended jobs of {run_name}: {jobs}")
-        time.sleep(1)
-    return jobs
-
-
 @pytest.mark.slurm
 def test_array_tasks_run_the_snapshot_each_its_own_job(tmp_path: Path):
-    workdir = copy_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, "arrays")
     args = [*EXECUTOR, "--frozen-array-jobs", "square", "--config", "count=6", "sleep=4"]
     with BackgroundRun(workdir, *args) as run:
         run.wait_for_submissions(6)
@@ -125,7 +51,7 @@ def test_array_tasks_run_the_snapshot_each_its_own_job(tmp_path: Path):
 
 @pytest.mark.slurm
 def test_a_failing_task_is_that_jobs_error(tmp_path: Path):
-    workdir = copy_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, "arrays")
     result = run_snakemake(
         workdir, *EXECUTOR, "--keep-going", "--frozen-array-jobs", "all",
         "--config", "count=4", "fail=2", check=False,
@@ -140,7 +66,7 @@ def test_a_failing_task_is_that_jobs_error(tmp_path: Path):
 
 @pytest.mark.slurm
 def test_ctrl_c_cancels_every_task(tmp_path: Path):
-    workdir = copy_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, "arrays")
     args = [*EXECUTOR, "--frozen-array-jobs", "all", "--config", "count=12", "sleep=300"]
     with BackgroundRun(workdir, *args) as run:
         submitted = run.wait_for_submissions(12)
@@ -187,7 +113,7 @@ def test_a_job_script_says_when_it_ended(tmp_path: Path):
 def test_the_end_of_a_job_is_noticed_within_a_second_or_two(tmp_path: Path):
     """Status checks far apart (30 s) would notice the job's end late; its end hint makes
     the executor ask SLURM at once."""
-    workdir = copy_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, "arrays")
     args = [*EXECUTOR, "--seconds-between-status-checks", "30", "--config", "count=1", "sleep=8"]
     with BackgroundRun(workdir, *args) as run:
         (job_id, _), *_ = run.wait_for_submissions(1)

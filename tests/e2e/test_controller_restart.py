@@ -7,17 +7,17 @@ its own: the job that fails on purpose reported as that job's error, every other
 with its output, and each job submitted once (the restart loses none)."""
 
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import CLUSTER_SCRIPT, BackgroundRun
+from helpers.cluster import sacct_states
+from helpers.paths import CLUSTER_SCRIPT
+from helpers.snakemake import BackgroundRun, make_workflow
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-WORKFLOW = Path(__file__).parent / "workflows" / "restart"
 JOBS = 12  # more than the 8 slots, so that some wait
 FAILING = "3"  # the workflow's FAILING
 DOWN_SECONDS = 6  # longer than the poll interval below
@@ -57,16 +57,6 @@ def wait_until_pending_and_running(job_ids: list[str], run: BackgroundRun) -> di
         time.sleep(0.3)
 
 
-def sacct_states(job_ids: list[str]) -> dict[str, str]:
-    result = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "-o", "JobIdRaw,State", "-j", ",".join(job_ids)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return dict(line.split("|", 1) for line in result.stdout.split())
-
-
 def restart_controller() -> str:
     result = subprocess.run(
         [str(CLUSTER_SCRIPT), "restart-controller", "--down-seconds", str(DOWN_SECONDS)],
@@ -78,8 +68,7 @@ def restart_controller() -> str:
 
 
 def test_run_survives_a_controller_restart(tmp_path: Path) -> None:
-    workdir = tmp_path / "wf"
-    shutil.copytree(WORKFLOW, workdir)
+    workdir = make_workflow(tmp_path, "restart")
     args = ["--executor", "frozen", "--jobs", str(JOBS), "--keep-going", "--latency-wait", "10"]
     args += ["--seconds-between-status-checks", str(POLL_SECONDS)]
     with BackgroundRun(workdir, *args, "--config", f"jobs={JOBS}") as run:

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import run_snakemake
+from helpers.snakemake import run_snakemake
 
 pytestmark = pytest.mark.slurm
 

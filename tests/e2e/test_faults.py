@@ -12,32 +12,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BackgroundRun, run_snakemake
-from test_arrays import run_id_of, run_jobs, wait_for_sacct
+from helpers.cluster import Clock, run_id_of, run_jobs, wait_for_sacct
+from helpers.snakemake import BackgroundRun, make_workflow, run_snakemake
 
 from snakemake_executor_plugin_frozen.backends import SbatchBackend
 from snakemake_executor_plugin_frozen.slurm import commands
 from snakemake_executor_plugin_frozen.slurm.status import JobState
 from snakemake_executor_plugin_frozen.slurm.submit import SubmitSettings
 
-ARRAYS = Path(__file__).parent / "workflows" / "arrays"
 EXECUTOR = ["--executor", "frozen", "--jobs", "8", "--latency-wait", "5"]
 
 
-def copy_workflow(tmp_path: Path) -> Path:
-    workdir = tmp_path / "wf"
-    shutil.copytree(ARRAYS, workdir)
-    return workdir
-
-
 # -- pure logic ------------------------------------------------------------------------------
-
-
-class Clock:
-    now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_partial_status_answer_counts_no_job_missing(monkeypatch):
@@ -51,7 +37,7 @@ def test_a_partial_status_answer_counts_no_job_missing(monkeypatch):
     monkeypatch.setattr(commands, "query_states", query_states)
     cancelled = []
     monkeypatch.setattr(commands, "scancel", lambda ids, clusters: cancelled.extend(ids))
-    clock = Clock()
+    clock = Clock(100.0)
     backend = SbatchBackend(SubmitSettings(), "run", stuck_seconds=60, clock=clock)
     running = {"1": JobState("RUNNING")}
     for _ in range(5):
@@ -88,7 +74,7 @@ def test_node_failures_exclude_the_node_from_later_submissions(monkeypatch):
 def test_sbatch_failing_after_slurm_made_the_job_leaves_no_duplicate(tmp_path: Path):
     """The first sbatch call creates the job, then reports "Socket timed out" as a busy
     controller does: the executor must find and track that job, not submit a second."""
-    workdir = copy_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, "arrays")
     wrapper = tmp_path / "bin"
     wrapper.mkdir()
     failed_once = tmp_path / "failed-once"
@@ -131,7 +117,7 @@ def full_disk(path: Path) -> Iterator[Path]:
 
 @pytest.mark.slurm
 def test_a_full_disk_while_preparing_is_each_jobs_error(tmp_path: Path):
-    workdir = copy_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, "arrays")
     with full_disk(tmp_path / "full") as logdir:
         result = run_snakemake(
             workdir, *EXECUTOR, "--keep-going", "--frozen-logdir", str(logdir),
@@ -148,7 +134,7 @@ def test_a_full_disk_while_preparing_is_each_jobs_error(tmp_path: Path):
 def test_a_job_that_would_pend_forever_ends_and_is_cancelled(tmp_path: Path):
     """More CPUs per task than any node has: sbatch accepts it, SLURM pends it forever
     (PartitionConfig). With --frozen-stuck-minutes it ends as an error and is cancelled."""
-    workdir = copy_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, "arrays")
     started = time.monotonic()
     result = run_snakemake(
         workdir, *EXECUTOR, "--frozen-stuck-minutes", "0.1",
@@ -172,7 +158,7 @@ def node_of(job_id: str) -> str:
 @pytest.mark.slurm
 @pytest.mark.slow  # takes a node down: jobs of others on it would fail
 def test_a_node_failing_under_a_job_is_its_error_and_later_jobs_avoid_it(tmp_path: Path):
-    workdir = copy_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, "arrays")
     (workdir / "Snakefile").write_text(
         (workdir / "Snakefile").read_text()
         + "\n\nrule doomed:\n    output: 'out/doomed'\n    resources: runtime=5, mem_mb=100\n"
@@ -218,7 +204,7 @@ def test_a_node_failing_under_a_job_is_its_error_and_later_jobs_avoid_it(tmp_pat
 def test_a_run_block_calling_sys_exit_ends_its_job(tmp_path: Path):
     """Snakemake's thread dies with SystemExit and the job's Snakemake would wait for ever:
     the job ends failed within seconds, not at its time limit."""
-    workdir = copy_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, "arrays")
     started = time.monotonic()
     result = run_snakemake(
         workdir, *EXECUTOR, "--config", "count=1", "fail=0", "how=exit", check=False

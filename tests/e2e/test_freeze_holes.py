@@ -16,16 +16,14 @@ The control run (--frozen-mode off) shows the same edits reaching the jobs, so t
 fail. Snakemake's own runtime source cache pins the Snakefile and the script itself in both."""
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BackgroundRun
+from helpers.files import write
+from helpers.snakemake import BackgroundRun, make_workflow
 
 from snakemake_executor_plugin_frozen.snapshot import read_manifest
 
-HOLES = Path(__file__).parent / "workflows" / "holes"
 EDITED = (
     "config/samples.tsv",
     "config/units.yaml",
@@ -36,23 +34,10 @@ EDITED = (
 )
 
 
-def make_workflow(tmp_path: Path) -> tuple[Path, Path]:
-    """The workflow as a git repository of its own, and a config file outside it."""
-    workdir = tmp_path / "wf"
-    shutil.copytree(HOLES, workdir)
-    (workdir / ".gitignore").write_text("out/\n.snakemake/\ngate.open\ngen/\n")
-    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t"]
-    subprocess.run([*git, "init", "-q"], cwd=workdir, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=workdir, check=True)
-    subprocess.run([*git, "commit", "-qm", "v1"], cwd=workdir, check=True)
-    shared = tmp_path / "shared" / "params.yaml"
-    shared.parent.mkdir()
-    shared.write_text("shared: v1\n")
-    return workdir, shared
-
-
 def run_with_edit(tmp_path: Path, *args: str) -> tuple[Path, str]:
-    workdir, shared = make_workflow(tmp_path)
+    # The workflow as a git repository of its own, and a config file outside it.
+    workdir = make_workflow(tmp_path, "holes", ignore="out/\n.snakemake/\ngate.open\ngen/\n")
+    shared = write(tmp_path, "shared/params.yaml", "shared: v1\n")
     command = [
         *("--executor", "frozen", "--jobs", "6", "--latency-wait", "10"),
         *("--configfile", str(shared), "--replace-workflow-config"),

@@ -5,17 +5,14 @@ wait in the queue (and before the later rule is even submitted) the test rewrite
 
 import json
 import os
-import shutil
-import subprocess
 import sysconfig
 from pathlib import Path
 
 import pytest
-from conftest import BackgroundRun
+from helpers.snakemake import BackgroundRun, make_workflow
 
 from snakemake_executor_plugin_frozen.snapshot import read_manifest
 
-VERSIONED = Path(__file__).parent / "workflows" / "versioned"
 CODE_FILES = (
     "Snakefile",
     "rules/record.smk",
@@ -37,18 +34,6 @@ ALL_V1 = {
 }
 
 
-def make_workflow(tmp_path: Path) -> Path:
-    """The versioned workflow as a git repository of its own (its code root)."""
-    workdir = tmp_path / "wf"
-    shutil.copytree(VERSIONED, workdir)
-    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t"]
-    subprocess.run([*git, "init", "-q"], cwd=workdir, check=True)
-    (workdir / ".gitignore").write_text("out/\n.snakemake/\ngate.open\n")
-    subprocess.run([*git, "add", "-A"], cwd=workdir, check=True)
-    subprocess.run([*git, "commit", "-qm", "v1"], cwd=workdir, check=True)
-    return workdir
-
-
 def edit_code(workdir: Path) -> None:
     for name in CODE_FILES:
         path = workdir / name
@@ -65,7 +50,8 @@ def run_with_edit(
 ) -> Path:
     """Run with `src/` reached through PYTHONPATH (`export PYTHONPATH=$PWD/src`), or through
     a .pth file in site-packages, which is what `pip install -e .` writes."""
-    workdir = make_workflow(tmp_path)
+    # The versioned workflow as a git repository of its own (its code root).
+    workdir = make_workflow(tmp_path, "versioned", ignore="out/\n.snakemake/\ngate.open\n")
     env = dict(os.environ)
     if editable_install:
         env.pop("PYTHONPATH", None)

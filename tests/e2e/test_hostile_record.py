@@ -1,5 +1,5 @@
 """Issue 15, items 2 and 10, with two users: ``nobody`` attacks, the workflow's owner (root,
-or the ordinary user of tests/user_helpers.py) is the one attacked.
+or the ordinary user of tests/helpers/users.py) is the one attacked.
 
 The workflow lies in a shared project folder: the folder, ``scripts/``, ``.snakemake/``,
 ``.snakemake/frozen/`` (the journal's folder), the store and the log folder are writable by
@@ -29,16 +29,15 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_record_helpers import Job, Site, days_ago, make_site
-from test_snapshot_helpers import tree_files, write
-from user_helpers import OrdinaryUser, SetupError, UserAccount
+from helpers.files import shared_folder, tree_files, write
+from helpers.records import Job, Site, days_ago, make_site
+from helpers.users import OrdinaryUser, SetupError, UserAccount
 
 from snakemake_executor_plugin_frozen import journal
 from snakemake_executor_plugin_frozen.shellwords import visible
@@ -200,10 +199,8 @@ def owner(request: pytest.FixtureRequest) -> Owner:
 @pytest.fixture
 def shared() -> Iterator[Path]:
     """A folder both users reach (the test's tmp_path lies in root's private 0700 one)."""
-    root = Path(tempfile.mkdtemp(prefix="frozen-shared-", dir="/tmp"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    with shared_folder("frozen-shared-") as root:
+        yield root
 
 
 def _sticky_journal_possible() -> None:

@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BackgroundRun
+from helpers.snakemake import BackgroundRun, make_workflow
 
 pytestmark = pytest.mark.slurm
 
-FAILING = Path(__file__).parent / "workflows" / "failing"
 # One "Error in rule <name>:" block of Snakemake's output: its message runs up to "jobid:".
 ERROR_RE = re.compile(r"^Error in rule (\w+):\n\s+message: (.*?)\n\s+jobid:", re.M | re.S)
 
@@ -30,12 +29,6 @@ def start(workdir: Path, *args: str, env: dict[str, str] | None = None) -> Backg
 def by_rule(submissions: list[tuple[str, Path]]) -> dict[str, tuple[str, Path]]:
     """{rule: (SLURM job id, log path)}; this workflow's rules have no wildcards."""
     return {log.parent.name.removeprefix("rule_"): (job_id, log) for job_id, log in submissions}
-
-
-def copy_workflow(tmp_path: Path) -> Path:
-    workdir = tmp_path / "wf"
-    shutil.copytree(FAILING, workdir)
-    return workdir
 
 
 def squeue_state(job_id: str) -> str:
@@ -100,7 +93,7 @@ def scancel(job_id: str) -> None:
 def test_failed_cancelled_and_timed_out_jobs_are_job_errors(tmp_path: Path) -> None:
     """`fails` exits 3, `cancelled` is scancelled from outside while it runs, `too_long`
     (runtime=1 minute, sleeps 300 s) hits its time limit: three job errors in one run."""
-    workdir = copy_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, "failing")
     with start(workdir, "--keep-going", "fails", "cancelled", "too_long") as run:
         jobs = by_rule(run.wait_for_submissions(3))
         assert set(jobs) == {"fails", "cancelled", "too_long"}, run.output()
@@ -154,7 +147,7 @@ def test_failed_cancelled_and_timed_out_jobs_are_job_errors(tmp_path: Path) -> N
 
 
 def test_ctrl_c_cancels_running_slurm_jobs(tmp_path: Path) -> None:
-    workdir = copy_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, "failing")
     with start(workdir, "interrupted") as run:
         job_id, log = by_rule(run.wait_for_submissions(1))["interrupted"]
         wait_until_running(job_id, run)
@@ -181,7 +174,7 @@ def refused_run(slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory) -
     """One run with both refused jobs: `bad_partition` (sbatch refuses the partition) and
     `bad_extra` (slurm_extra sets --mem, which the executor manages). Asks for the cluster
     itself: a module fixture is set up before the function-scoped autouse one."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("refused"))
+    workdir = make_workflow(tmp_path_factory.mktemp("refused"), "failing")
     with start(workdir, "--keep-going", "bad_partition", "bad_extra") as run:
         code, output = run.finish(timeout=120)
         assert run.submitted() == [], output
@@ -223,7 +216,7 @@ def shimmed_env(tmp_path: Path, name: str, script: str) -> dict[str, str]:
 def test_ctrl_c_during_a_status_query_cancels_the_job(tmp_path: Path) -> None:
     """A slow sacct (a busy accounting database) keeps a status query in flight for 6 s;
     Ctrl-C lands inside it. The job must still be cancelled."""
-    workdir = copy_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, "failing")
     in_flight = tmp_path / "sacct-in-flight"
     sacct = shutil.which("sacct")
     env = shimmed_env(
@@ -245,7 +238,7 @@ def test_ctrl_c_during_a_status_query_cancels_the_job(tmp_path: Path) -> None:
 
 
 def test_failing_scancel_on_ctrl_c_is_reported_without_traceback(tmp_path: Path) -> None:
-    workdir = copy_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, "failing")
     env = shimmed_env(
         tmp_path,
         "scancel",

@@ -8,8 +8,9 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, SUBMITTED_RE
-from user_helpers import OrdinaryUser
+from helpers.paths import DEMO
+from helpers.snakemake import SUBMITTED_RE
+from helpers.users import OrdinaryUser
 
 pytestmark = pytest.mark.slurm
 

@@ -5,7 +5,7 @@ none of them."""
 import re
 from pathlib import Path
 
-from conftest import run_snakemake
+from helpers.snakemake import run_snakemake
 
 from snakemake_executor_plugin_frozen.snapshot import read_manifest
 

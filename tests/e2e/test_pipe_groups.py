@@ -9,23 +9,21 @@ those jobs may be left on the nodes. A pipe group that works must still stream i
 """
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BackgroundRun
-from test_node import processes_in
+from helpers.node import processes_in
+from helpers.snakemake import BackgroundRun, make_workflow
 
 pytestmark = pytest.mark.slurm
 
-PIPES = Path(__file__).parent / "workflows" / "pipes"
 BROKEN = 10  # the workflow's broken groups
 # A broken group's job: the job's Snakemake starts (a few seconds on a busy node), fails, and
 # if it then hangs, `node run` ends it after its 5 s grace.
 JOB_SECONDS = 20
 RUN_SECONDS = 120  # the whole workflow: 11 jobs of 2 CPUs on 8 CPUs, other users' jobs first
-# A group job's Snakemake id is a uuid (conftest's SUBMITTED_RE wants a number).
+# A group job's Snakemake id is a uuid (helpers.snakemake's SUBMITTED_RE wants a number).
 SUBMITTED_RE = re.compile(r"^Job \S+ submitted as (\S+) \(log: (\S+)\)$", re.MULTILINE)
 
 
@@ -44,8 +42,7 @@ def sacct(job_ids: list[str]) -> dict[str, tuple[str, int]]:
 def test_failing_pipe_groups_end_their_jobs_promptly_and_leave_nothing_behind(
     tmp_path: Path,
 ) -> None:
-    workdir = tmp_path / "wf"
-    shutil.copytree(PIPES, workdir)
+    workdir = make_workflow(tmp_path, "pipes")
     args = ["--executor", "frozen", "--jobs", "11", "--keep-going", "--latency-wait", "5"]
     args += ["--seconds-between-status-checks", "1", "--default-resources", "runtime=2"]
     with BackgroundRun(workdir, *args) as run:

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from backports.zstd import tarfile as zstd_tarfile
-from conftest import run_snakemake
+from helpers.snakemake import run_snakemake
 
 
 def test_profile_keys_configure_the_executor(tmp_path: Path, monkeypatch) -> None:

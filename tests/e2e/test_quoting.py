@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
+from helpers.paths import CLUSTER_NODES, REPO
+from helpers.snakemake import make_workflow, run_snakemake
 
 from snakemake_executor_plugin_frozen.jobscript import FrozenEntry, render
 
 MARK = "QMARK"
-NODES = Path("/var/tmp/snakemake-frozen-slurm/nodes")
 NOT_UTF8 = b"\xff\xfe".decode("utf-8", "surrogateescape")
-# conftest's SUBMITTED_RE wants a log path without spaces.
+# helpers.snakemake's SUBMITTED_RE wants a log path without spaces.
 SUBMITTED_RE = re.compile(r"^Job \d+ submitted as (\S+) \(log: ", re.MULTILINE)
 # Prints its arguments as hex bytes (a JSON list), so that every byte can be compared.
 STUB = [
@@ -114,7 +114,7 @@ def markers(*roots: Path, recursive: bool = True) -> list[str]:
 def markers_anywhere(workdir: Path) -> list[str]:
     """The workdir, its parent (the test's tmp_path), the node scratch folders, and /tmp and
     the repository at their top."""
-    return markers(workdir.parent, *NODES.glob("*/scratch")) + markers(
+    return markers(workdir.parent, *CLUSTER_NODES.glob("*/scratch")) + markers(
         Path("/tmp"), REPO, Path.cwd(), recursive=False
     )
 
@@ -324,12 +324,10 @@ rule make:
 """
 
 
-def make_workflow(tmp_path: Path, name: str, values: list[str]) -> Path:
-    workdir = tmp_path / name
-    workdir.mkdir(parents=True)
-    (workdir / "Snakefile").write_text(SNAKEFILE)
-    (workdir / "config.yaml").write_text(yaml.safe_dump({"values": values}, allow_unicode=True))
-    return workdir
+def workflow_files(values: list[str]) -> dict[str, str]:
+    """The workflow making an output of each value (for ``make_workflow``)."""
+    config = yaml.safe_dump({"values": values}, allow_unicode=True)
+    return {"Snakefile": SNAKEFILE, "config.yaml": config}
 
 
 def assert_outputs(workdir: Path, values: list[str]) -> None:
@@ -349,7 +347,7 @@ def test_a_hostile_workdir_and_wildcard_values_run_locally(tmp_path: Path) -> No
     """The real Snakemake command of each job, run by bash (no SLURM needed)."""
     name = f"q\"u'o`touch {MARK}L1` $(touch {MARK}L2) 100%j ünï\nnl"
     values = wildcard_values("L")
-    workdir = make_workflow(tmp_path, name, values)
+    workdir = make_workflow(tmp_path, files=workflow_files(values), folder=name)
     result = local_run(workdir)
     assert result.returncode == 0, result.stderr[-6000:]
     assert_outputs(workdir, values)
@@ -362,7 +360,7 @@ def test_wildcard_values_the_job_would_not_get_back_are_refused_before_submissio
 ) -> None:
     """Snakemake's --target-jobs splits at ',' and strips end quotes: `'q'` would run the job
     for `q` (another output) and `a,b` fail on the node; say so before submitting."""
-    workdir = make_workflow(tmp_path, "wf", [value])
+    workdir = make_workflow(tmp_path, files=workflow_files([value]))
     result = local_run(workdir)
     assert result.returncode != 0
     assert "frozen: rule make (v=" in result.stderr and "not submitted" in result.stderr
@@ -414,7 +412,7 @@ def slurm_run(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("kind", WORKDIRS)
 def test_hostile_workdirs_and_wildcard_values_on_the_cluster(tmp_path: Path, kind: str) -> None:
     values = wildcard_values(kind)
-    workdir = make_workflow(tmp_path, WORKDIRS[kind], values)
+    workdir = make_workflow(tmp_path, files=workflow_files(values), folder=WORKDIRS[kind])
     result = slurm_run(workdir)
     assert result.returncode == 0, result.stderr[-8000:]
     assert len(SUBMITTED_RE.findall(result.stderr)) == len(values)
@@ -426,7 +424,7 @@ def test_hostile_workdirs_and_wildcard_values_on_the_cluster(tmp_path: Path, kin
 @pytest.mark.slurm
 def test_a_backslash_in_the_log_path_is_refused_before_submission(tmp_path: Path) -> None:
     """SLURM drops a backslash from --output (and its %j with it): no log, a failed job."""
-    workdir = make_workflow(tmp_path, "back\\slash", ["a"])
+    workdir = make_workflow(tmp_path, files=workflow_files(["a"]), folder="back\\slash")
     result = slurm_run(workdir)
     assert result.returncode != 0
     assert "must not contain a backslash" in result.stderr, result.stderr[-3000:]

@@ -9,7 +9,6 @@ puts back what it damages, and ``gc``, which removes A and B, comes last.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import BackgroundRun, run_snakemake
-from test_record_helpers import flip_byte, run_cli, unlink_copy
-from test_snapshot_helpers import git
+from helpers.files import sha256_of
+from helpers.records import flip_byte, run_cli, unlink_copy
+from helpers.snakemake import BackgroundRun, make_workflow, run_snakemake
+from helpers.snapshots import git
 
 from snakemake_executor_plugin_frozen import journal
 from snakemake_executor_plugin_frozen.record import gc
@@ -30,7 +30,6 @@ from snakemake_executor_plugin_frozen.rule_copies import independent_copy
 
 pytestmark = pytest.mark.slurm
 
-WORKFLOW = Path(__file__).parent / "workflows" / "recorded"
 SCRIPT = "scripts/remade.py"
 KEPT, REMADE = "out/kept.txt", "out/remade.txt"
 NODES = {"node1", "node2"}
@@ -71,9 +70,8 @@ def _commit(workdir: Path, message: str) -> str:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, slurm_cluster: None) -> Runs:
-    workdir = tmp_path_factory.mktemp("record-e2e") / "wf"
-    shutil.copytree(WORKFLOW, workdir)
-    (workdir / ".gitignore").write_text("out/\n.snakemake/\n")
+    ignore = {".gitignore": "out/\n.snakemake/\n"}
+    workdir = make_workflow(tmp_path_factory.mktemp("record-e2e"), "recorded", files=ignore)
     git(workdir, "init", "-q")
     git(workdir, "add", "-A")
     commits = [_commit(workdir, "v1")]
@@ -166,14 +164,10 @@ def test_show_prints_the_programs_and_conda_env_the_run_recorded(
     expected = set()
     for program in ("sort", "tr"):  # of rule kept's shell: command (printf is a builtin)
         path = os.path.realpath(shutil.which(program) or program)
-        expected.add(f"program {program}: {path} {_sha256(Path(path))[:SHORT]}")
+        expected.add(f"program {program}: {path} {sha256_of(Path(path))[:SHORT]}")
     assert {line for line in lines if line.startswith("program ")} == expected
-    conda = _sha256(runs.workdir / "envs/tools.yaml")[:SHORT]
+    conda = sha256_of(runs.workdir / "envs/tools.yaml")[:SHORT]
     assert f"conda env envs/tools.yaml {conda}" in lines
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _restored_files(dest: Path) -> dict[str, bytes]:

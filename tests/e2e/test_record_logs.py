@@ -8,14 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_snakemake
-from test_record_gc import no_grace  # noqa: F401 (a fixture)
-from test_record_helpers import run_cli
+from helpers.records import run_cli
+from helpers.snakemake import LOCAL, run_snakemake
 
 from snakemake_executor_plugin_frozen import journal
 from snakemake_executor_plugin_frozen.record.layout import Layout
-
-LOCAL = ("--executor", "frozen", "--frozen-submit", "local", "-j1")
 
 
 @pytest.mark.usefixtures("no_grace")

@@ -2,37 +2,26 @@
 damaged record is repaired by the next run (local submission: no SLURM needed)."""
 
 import os
-import stat
 from pathlib import Path
 
-from conftest import run_snakemake
+from helpers.files import mode
+from helpers.snakemake import LOCAL, make_workflow, run_snakemake
 
 from snakemake_executor_plugin_frozen.snapshot import read_manifest
 from snakemake_executor_plugin_frozen.snapshot.hashing import file_sha256
 
-LOCAL = ("--executor", "frozen", "--frozen-submit", "local", "-j1")
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.lstat().st_mode)
-
-
-def make_workflow(tmp_path: Path) -> Path:
-    workdir = tmp_path / "wf"
-    workdir.mkdir()
-    (workdir / "Snakefile").write_text(
-        "rule a:\n    output: 'out.txt'\n    shell: 'cat private_helper.py > {output}'\n"
-    )
-    (workdir / "private_helper.py").write_text("KEY = 'not for others'\n")
-    (workdir / "private_helper.py").chmod(0o600)
-    for secret in (".env", "id_rsa", "api_token.txt"):
-        (workdir / secret).write_text("hunter2\n")
-        (workdir / secret).chmod(0o600)
-    return workdir
+SNAKEFILE = "rule a:\n    output: 'out.txt'\n    shell: 'cat private_helper.py > {output}'\n"
+SECRETS = (".env", "id_rsa", "api_token.txt")
+FILES = {
+    "Snakefile": SNAKEFILE,
+    "private_helper.py": "KEY = 'not for others'\n",
+    **dict.fromkeys(SECRETS, "hunter2\n"),
+}
+PRIVATE = dict.fromkeys(("private_helper.py", *SECRETS), 0o600)  # only their owner reads them
 
 
 def test_copies_are_private_and_secrets_stay_out(tmp_path: Path) -> None:
-    workdir = make_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, files=FILES, modes=PRIVATE)
     result = run_snakemake(workdir, *LOCAL)
     rule_dir = workdir / ".snakemake" / "frozen_logs" / "rule_a"
     (archive,) = rule_dir.glob("code-*.tar.zst")
@@ -57,7 +46,7 @@ def test_copies_are_private_and_secrets_stay_out(tmp_path: Path) -> None:
 def test_a_damaged_rule_log_copy_is_repaired_by_the_next_run(tmp_path: Path) -> None:
     """The copy beside the logs is independent of the store (issue 16 item 6): damaging it
     damages nothing else, and the next run places it again."""
-    workdir = make_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, files=FILES, modes=PRIVATE)
     run_snakemake(workdir, *LOCAL)
     (archive,) = (workdir / ".snakemake" / "frozen_logs" / "rule_a").glob("code-*.tar.zst")
     record = archive.with_suffix("").with_suffix(".json")

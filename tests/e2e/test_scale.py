@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BackgroundRun
-from test_arrays import copy_workflow, run_id_of, run_jobs
+from helpers.cluster import run_id_of, run_jobs
+from helpers.snakemake import BackgroundRun, make_workflow
 
 pytestmark = [pytest.mark.slurm, pytest.mark.scale]
 
@@ -16,7 +16,7 @@ JOBS = 1000
 
 
 def test_a_thousand_jobs_in_arrays(tmp_path: Path):
-    workdir = copy_workflow(tmp_path)
+    workdir = make_workflow(tmp_path, "arrays")
     args = ["--executor", "frozen", "--jobs", str(JOBS), "--latency-wait", "5"]
     args += ["--frozen-array-jobs", "all", "--config", f"count={JOBS}"]
     started = time.monotonic()

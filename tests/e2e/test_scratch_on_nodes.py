@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_snakemake
+from helpers.snakemake import run_snakemake
 
 pytestmark = pytest.mark.slurm
 

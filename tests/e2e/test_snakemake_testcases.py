@@ -7,12 +7,12 @@ when a job fails. On top of that, each run here is checked to have really gone t
 SLURM: one COMPLETED SLURM job (per `sacct`) for each job of the workflow, with its log where
 the executor puts it, and the workflow's outputs in place."""
 
-import subprocess
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 import snakemake.common.tests
+from helpers.cluster import sacct_states
 
 from snakemake_executor_plugin_frozen import ExecutorSettings
 
@@ -29,16 +29,6 @@ EXPECTED = {
         ["test3.out", *(f"test{n}.{s}.out" for n in (1, 2) for s in (1, 2, 3))],
     ),
 }
-
-
-def sacct_states(job_ids: list[str]) -> dict[str, str]:
-    result = subprocess.run(
-        ["sacct", "-j", ",".join(job_ids), "-X", "-n", "-P", "-o", "JobIDRaw,State"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return dict(line.split("|", 1) for line in result.stdout.splitlines() if line)
 
 
 @pytest.mark.slurm

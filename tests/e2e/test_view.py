@@ -14,7 +14,6 @@ job saw.
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -23,12 +22,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import CLUSTER_SCRIPT, BackgroundRun
-from user_helpers import OrdinaryUser
+from helpers.paths import CLUSTER_SCRIPT, WORKFLOWS
+from helpers.snakemake import BackgroundRun, commit_workflow, make_workflow
+from helpers.users import OrdinaryUser
 
 pytestmark = pytest.mark.slurm
 
-WORKFLOW = Path(__file__).parent / "workflows" / "view"
+WORKFLOW = WORKFLOWS / "view"
+IGNORE = "out/\n.snakemake/\ngate.open\nconfig/derived.tsv\n"
 EDITED = (
     "scripts/tool.py",
     "scripts/tool.sh",
@@ -87,16 +88,12 @@ LIVE = {**PYTHON_ONLY, "python_rel": "python v2 v2"}
 ARGS = ("--executor", "frozen", "--jobs", "12", "--latency-wait", "10")
 
 
-def make_workflow(workdir: Path) -> None:
-    """The workflow as a git repository, with a small SQLite database of its own."""
+def add_params_db(workdir: Path) -> None:
+    """The workflow's small SQLite database of its own."""
     with sqlite3.connect(workdir / "config" / "params.db") as db:
         db.execute("create table params (version text)")
         db.execute("insert into params values ('v1')")
     db.close()
-    (workdir / ".gitignore").write_text("out/\n.snakemake/\ngate.open\nconfig/derived.tsv\n")
-    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t"]
-    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "v1"]):
-        subprocess.run([*git, *step], cwd=workdir, check=True, capture_output=True)
 
 
 def edit(workdir: Path) -> None:
@@ -137,10 +134,10 @@ def job_logs(workdir: Path) -> dict[str, str]:
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    target = tmp_path / "wf"
-    shutil.copytree(WORKFLOW, target)
-    make_workflow(target)
-    return target
+    """The workflow as a git repository, with a small SQLite database of its own."""
+    target = make_workflow(tmp_path, "view")
+    add_params_db(target)
+    return commit_workflow(target, IGNORE)
 
 
 def test_every_program_sees_the_snapshot_in_the_mount_view(workdir: Path) -> None:
@@ -185,7 +182,7 @@ def user_workflow(user: OrdinaryUser) -> Path:
         "db.execute(\"insert into params values ('v1')\"); db.commit()",
         cwd=workdir,
     )
-    (workdir / ".gitignore").write_text("out/\n.snakemake/\ngate.open\nconfig/derived.tsv\n")
+    (workdir / ".gitignore").write_text(IGNORE)
     os.chown(workdir / ".gitignore", user.uid, user.gid)
     git = ("git", "-c", "user.email=t@example.org", "-c", "user.name=t")
     for step in (("init", "-q"), ("add", "-A"), ("commit", "-qm", "v1")):
@@ -205,7 +202,7 @@ def test_an_ordinary_user_gets_the_mount_view(ordinary_user: OrdinaryUser) -> No
     assert {p.stat().st_uid for p in (workdir / "out").iterdir()} == {ordinary_user.uid}
 
 
-# The cluster's nodes (`scripts/slurm-cluster start --nodes 2`, conftest.py).
+# The cluster's nodes (`scripts/slurm-cluster start --nodes 2`, tests/conftest.py).
 NODES = ("node1", "node2")
 ENOSPC_REASON = (
     "unshare: No space left on device (user namespaces are switched off on this node "

@@ -3,16 +3,14 @@ the write fails, naming the setting that allows it, and the live file stays as i
 frozen-copy per-job each job writes into a private copy of its own, which neither the live
 tree nor the other job sees, and which goes with the job."""
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_snakemake
+from helpers.paths import CLUSTER_NODES
+from helpers.snakemake import make_workflow, run_snakemake
 
 pytestmark = pytest.mark.slurm
 
-WORKFLOW = Path(__file__).parent / "workflows" / "writes"
 ARGS = ("--executor", "frozen", "--jobs", "2", "--latency-wait", "10")
 # The same path on every node, a different folder behind it on each; kept after the job.
 SCRATCH = ("--frozen-scratch", "{SLURM_CI_NODE_SCRATCH}")
@@ -20,12 +18,7 @@ SCRATCH = ("--frozen-scratch", "{SLURM_CI_NODE_SCRATCH}")
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    target = tmp_path / "wf"
-    shutil.copytree(WORKFLOW, target)
-    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t"]
-    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "v1"]):
-        subprocess.run([*git, *step], cwd=target, check=True, capture_output=True)
-    return target
+    return make_workflow(tmp_path, "writes", git_repo=True)
 
 
 def test_a_write_into_the_code_fails_and_says_how_to_allow_it(workdir: Path) -> None:
@@ -47,8 +40,7 @@ def test_with_a_per_job_copy_each_job_writes_its_own(workdir: Path) -> None:
     assert len(logs) == 2
     assert all("a private writable copy" in log.read_text() for log in logs)
     # The private copies went with their jobs' leases.
-    scratch = Path("/var/tmp/snakemake-frozen-slurm/nodes")
-    assert list(scratch.glob("*/scratch/snakemake-frozen-0/*.leases/*/code")) == []
+    assert list(CLUSTER_NODES.glob("*/scratch/snakemake-frozen-0/*.leases/*/code")) == []
 
 
 def test_a_per_job_copy_needs_the_mount_view(workdir: Path) -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_snakemake
+from helpers.snakemake import run_snakemake
 
 from snakemake_executor_plugin_frozen.jobscript import frozen_path
 from snakemake_executor_plugin_frozen.leaks import shell_leaks

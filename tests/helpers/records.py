@@ -1,6 +1,6 @@
-"""Shared helpers of the record tests (no tests here): a working directory whose code is a
-git repository, snapshots packed into its store as the executor packs them, rule-log copies,
-and runs written to its journal with their SLURM logs, batch scripts and outputs."""
+"""The record in tests: a working directory whose code is a git repository, snapshots packed
+into its store as the executor packs them, rule-log copies, and runs written to its journal
+with their SLURM logs, batch scripts and outputs."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from test_snapshot_helpers import git, make_repo, write
 
+from helpers.files import write
+from helpers.snapshots import git, make_repo
 from snakemake_executor_plugin_frozen import journal
 from snakemake_executor_plugin_frozen.cli import main
 from snakemake_executor_plugin_frozen.record.layout import Layout
@@ -25,6 +26,10 @@ CODE = {
     "scripts/count.py": "VERSION = 'v1'\n",
     "config/config.yaml": "samples: [a, b]\n",
 }
+# Run ids; in the ``three`` fixture (tests/record/conftest.py) the runs of these ages:
+RUN_A = "aaaaaaaa-0000-4000-8000-000000000001"  # 30 days ago, snapshot 1
+RUN_B = "bbbbbbbb-0000-4000-8000-000000000002"  # 10 days ago, snapshot 2
+RUN_C = "cccccccc-0000-4000-8000-000000000003"  # 1 day ago, snapshot 3
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Shared helpers of the snapshot tests (no tests here): real git repositories in tmp_path,
-packing with a store inside the tree, and reading back what an archive holds."""
+"""Snapshots in tests: real git repositories in tmp_path, packing with a store inside the
+tree, and reading back what an archive holds."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import io
 import os
 import subprocess
 import tarfile
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 from backports import zstd
 
+from helpers.files import write
 from snakemake_executor_plugin_frozen.snapshot import (
     PackResult,
     SelectionSettings,
@@ -42,29 +45,54 @@ def git(root: Path, *args: str) -> str:
     ).stdout
 
 
-def write(root: Path, rel: str, content: str | bytes = "x\n", mode: int | None = None) -> Path:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content)
-    if mode is not None:
-        path.chmod(mode)
-    return path
-
-
-def make_repo(root: Path, files: dict[str, str | bytes], ignore: str = "") -> Path:
-    """A git repository holding ``files`` (committed) and a committed .gitignore."""
+def make_repo(
+    root: Path,
+    files: Mapping[str, str | bytes],
+    ignore: str = "",
+    *,
+    modes: Mapping[str, int] | None = None,
+    links: Mapping[str, str] | None = None,
+    untracked: Mapping[str, str | bytes] | None = None,
+    settle: bool = False,
+) -> Path:
+    """A git repository holding ``files`` (path: content) with their ``modes`` (path: mode),
+    the symbolic ``links`` (path: target) and ``ignore`` as its .gitignore, all committed;
+    then the ``untracked`` files, written after the commit. ``settle``: leave the coarse
+    filesystem clock a few ticks, so that no file counts as modified in the same tick as the
+    first pack's reads (which the stat cache rightly refuses to trust)."""
     root.mkdir(parents=True, exist_ok=True)
     git(root, "init", "-q")
     if ignore:
         write(root, ".gitignore", ignore)
     for rel, content in files.items():
-        write(root, rel, content)
+        write(root, rel, content, mode=(modes or {}).get(rel))
+    for rel, target in (links or {}).items():
+        os.symlink(target, root / rel)
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "initial")
+    for rel, content in (untracked or {}).items():
+        write(root, rel, content)
+    if settle:
+        time.sleep(0.05)
     return root
+
+
+def make_tree(root: Path, files: Mapping[str, str | bytes], kind: str) -> Path:
+    """``files`` as a git repository (``kind`` "git") or a plain folder ("plain")."""
+    if kind == "git":
+        return make_repo(root, files)
+    for rel, content in files.items():
+        write(root, rel, content)
+    return root
+
+
+def tree_mark(request: pytest.FixtureRequest) -> pytest.Mark:
+    """The test's ``@pytest.mark.tree(files, ...)`` (usually its module's ``pytestmark``):
+    what the ``repo`` and ``root`` fixtures make, in ``make_repo``'s arguments."""
+    mark = request.node.get_closest_marker("tree")
+    if mark is None:
+        raise pytest.UsageError(f"{request.fixturename!r} needs a tree mark on the test")
+    return mark
 
 
 def pack_tree(root: Path, store: Path | None = None, **kwargs) -> PackResult:
@@ -82,21 +110,21 @@ def packed(result: PackResult) -> set[str]:
     return {f["path"] for f in read_manifest(result.manifest)["files"]}
 
 
+def manifest_records(result: PackResult) -> dict[str, dict]:
+    """The manifest's record of each file the snapshot holds, by path."""
+    return {f["path"]: f for f in read_manifest(result.manifest)["files"]}
+
+
 def members(archive: Path) -> list[tarfile.TarInfo]:
     with zstd.ZstdFile(archive) as zf, tarfile.open(fileobj=zf, mode="r|") as tar:
         return list(tar)
 
 
-def tree_files(root: Path, skip: tuple[str, ...] = (".frozen",)) -> dict[str, bytes | str]:
-    """Every file (content) and link (target) under root, by relative path."""
-    found: dict[str, bytes | str] = {}
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if os.path.relpath(os.path.join(folder, d), root) not in skip]
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
-            path = os.path.join(folder, name)
-            rel = os.path.relpath(path, root)
-            found[rel] = os.readlink(path) if os.path.islink(path) else Path(path).read_bytes()
-    return found
+def special_member(tar: tarfile.TarFile, name: str, kind: bytes, linkname: str = "") -> None:
+    """A member of type ``kind`` (a hard link, a device, a FIFO ...) added to ``tar``."""
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, linkname
+    tar.addfile(info)
 
 
 class OpenCounter:

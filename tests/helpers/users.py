@@ -1,10 +1,11 @@
-"""Running commands as an ordinary (non-root) user, as users of the plugin do.
+"""Running commands as an ordinary (non-root) user, as users of the plugin do (and the
+uid of nobody, the other user of the tests that attack).
 
 `scripts/slurm-cluster start` creates the user (`frozentest`, uid 2001) and adds it to the
 cluster's accounting; `scripts/lib/user.sh setup` builds its Python: a venv of Debian's
 /usr/bin/python3, root-owned and world-readable, with this checkout's plugin installed (not
 editable: the checkout, like root's own Python, may be where the user cannot read). The
-fixtures in conftest.py (`ordinary_user`) hand a test an `OrdinaryUser` with a fresh
+fixtures in tests/conftest.py (`ordinary_user`) hand a test an `OrdinaryUser` with a fresh
 workspace of its own.
 
 Commands run through `setpriv`, not `runuser`: setpriv execs the command, so the process a
@@ -19,8 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers.paths import REPO
+
 USER_SCRIPT = REPO / "scripts" / "lib" / "user.sh"
+# nobody (uid and gid 65534), the hostile other user of the tests run as root, and the argv
+# prefix that runs a command as nobody.
+NOBODY = 65534
+AS_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
 
 
 class SetupError(Exception):

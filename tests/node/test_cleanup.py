@@ -16,7 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_node import batch_entry, enter_args, exports, make_code, node, user_folder
+from helpers.node import batch_entry, enter_args, exports, make_code, node, user_folder
+from helpers.paths import CLUSTER_NODES
 
 from snakemake_executor_plugin_frozen.jobscript import render
 from snakemake_executor_plugin_frozen.node.cleanup import (
@@ -411,8 +412,6 @@ def test_a_later_job_removes_at_most_a_few_snapshots_the_oldest_first(
 
 # -- on the real cluster ----------------------------------------------------------------------
 
-NODES = Path(os.environ.get("SLURM_CLUSTER_DIR", "/var/tmp/snakemake-frozen-slurm")) / "nodes"
-
 
 def sbatch(script: Path, log: Path, *options: str) -> str:
     submitted = subprocess.run(
@@ -444,7 +443,8 @@ def is_listed(job_id: str) -> bool:
 def node1_scratch() -> Iterator[tuple[str, Path]]:
     """A folder of node1's own scratch, for this test alone (other tests' kept copies there
     are not ours to clean): the setting that reaches it, and where the host sees it."""
-    folder = Path(tempfile.mkdtemp(prefix="frozen-cleanup-", dir=NODES / "node1" / "scratch"))
+    scratch = CLUSTER_NODES / "node1" / "scratch"
+    folder = Path(tempfile.mkdtemp(prefix="frozen-cleanup-", dir=scratch))
     try:
         yield "{SLURM_CI_NODE_SCRATCH}/" + folder.name, folder
     finally:

@@ -9,17 +9,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers.node import (
+    NODE_RUN,
+    batch_entry,
+    enter_args,
+    exports,
+    make_code,
+    node,
+    processes_in,
+    user_folder,
+)
 
-from snakemake_executor_plugin_frozen.jobscript import FrozenEntry, render
+from snakemake_executor_plugin_frozen.jobscript import render
 from snakemake_executor_plugin_frozen.node.commands import JOBSITE, frozen_pythonpath
 from snakemake_executor_plugin_frozen.node.scratch import (
     NodeError,
-    open_user_folder,
     resolve_scratch,
 )
 from snakemake_executor_plugin_frozen.snapshot import PackResult, pack
@@ -87,12 +95,6 @@ def test_pythonpath_resolves_relative_entries_against_the_working_directory(
 # -- the per-user folder ---------------------------------------------------------------------
 
 
-def user_folder(scratch: Path) -> Path:
-    fd, path = open_user_folder(scratch, create=True)
-    os.close(fd)
-    return path
-
-
 def test_user_folder_is_made_private_inside_an_existing_scratch(tmp_path: Path) -> None:
     old = os.umask(0o277)  # whatever the umask, it is 0700
     try:
@@ -141,54 +143,6 @@ def test_user_folder_refuses_another_users_folder(tmp_path: Path) -> None:
 
 
 # -- enter and leave, as the batch script runs them -------------------------------------------
-
-
-def make_code(code: Path, module: str = "V = 1\n") -> Path:
-    """A small code root: a Snakefile, a package `pkg` holding `module`, a script."""
-    (code / "pkg").mkdir(parents=True)
-    (code / "Snakefile").write_text("rule a:\n    output: 'x'\n")
-    (code / "pkg" / "__init__.py").write_text(module)
-    (code / "run.sh").write_text("#!/bin/sh\necho hi\n")
-    (code / "run.sh").chmod(0o755)
-    return code
-
-
-@pytest.fixture
-def snapshot(tmp_path: Path) -> tuple[Path, PackResult]:
-    code = make_code(tmp_path / "code")
-    return code, pack(code, tmp_path / "store")
-
-
-def node(
-    *args: str, env: dict[str, str] | None = None, user: Sequence[str] = ()
-) -> subprocess.CompletedProcess[str]:
-    """The node helper as the batch script runs it (`user`: a command prefix such as
-    setpriv's, to run it as another user)."""
-    return subprocess.run(
-        [*user, sys.executable, "-P", "-m", "snakemake_executor_plugin_frozen.node", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def enter_args(code: Path, result: PackResult, scratch: Path, holder: int) -> list[str]:
-    return [
-        "enter",
-        "--archive", str(result.archive),
-        "--sha256", result.archive_sha256,
-        "--id", result.id,
-        "--code-root", str(code),
-        "--scratch", str(scratch),
-        "--holder", str(holder),
-    ]  # fmt: skip
-
-
-def exports(stdout: str) -> dict[str, str]:
-    """What the batch script's `eval` would set."""
-    script = stdout + "\nenv -0"
-    out = subprocess.run(["bash", "-c", script], capture_output=True, check=True, env={})
-    return dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
 
 
 @pytest.fixture
@@ -309,19 +263,6 @@ def test_a_tampered_archive_is_refused_and_nothing_is_extracted(
     assert not (tmp_path / f"snakemake-frozen-{os.getuid()}" / result.id).exists()
 
 
-def batch_entry(code: Path, result: PackResult, tmp_path: Path) -> FrozenEntry:
-    return FrozenEntry(
-        python=sys.executable,
-        archive=result.archive,
-        archive_sha256=result.archive_sha256,
-        snapshot_id=result.id,
-        code_root=code,
-        prefix=result.prefix,
-        scratch=str(tmp_path),
-        keep_extracted=False,
-    )
-
-
 def test_batch_script_stops_when_the_snapshot_cannot_be_entered(
     tmp_path: Path, snapshot: tuple[Path, PackResult]
 ) -> None:
@@ -438,22 +379,6 @@ ANNOUNCED = "Shutting down, this might take some time."  # Snakemake's, after a 
 SHUT_DOWN = "Exiting because a job execution failed. Look above for error messages"
 
 
-def processes_in(folder: Path) -> list[str]:
-    """The live processes (pid and command line) working in `folder` or below it."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cwd = Path(os.readlink(entry / "cwd"))
-            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # gone, or a zombie
-            continue
-        if cwd.is_relative_to(folder):
-            found.append(f"{entry.name} {line}")
-    return found
-
-
 class Job:
     """`node run` of a bash command in `tmp_path/job`, its log (stdout and stderr) a file
     as in a SLURM job."""
@@ -489,9 +414,6 @@ class Job:
             time.sleep(0.05)
 
 
-NODE_RUN = [sys.executable, "-P", "-m", "snakemake_executor_plugin_frozen.node", "run"]
-
-
 def test_run_ends_a_job_whose_snakemake_waits_forever_after_announcing_its_shutdown(
     tmp_path: Path,
 ) -> None:
@@ -511,7 +433,7 @@ WILL_EXIT = "Will exit after finishing currently running jobs (scheduler)."
 
 def test_run_ends_a_single_rule_job_whose_snakemake_hangs_after_a_failure(tmp_path: Path) -> None:
     """Snakemake 9 hangs so after a `run:` block called sys.exit: its main thread asleep in a
-    futex, no child (a stand-in here: tests/test_trust_shutdown_watch.py uses the real one).
+    futex, no child (a stand-in here: tests/node/test_supervise.py uses the real one).
     The log line alone ends nothing (issue 15 item 11): a job that prints it and works on
     runs to its end; in a group job other rules may still run after that line."""
     (tmp_path / "bin").mkdir()

@@ -4,45 +4,20 @@ error or be cleaned up, never hang a job or break every later job of that snapsh
 
 import os
 import resource
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from test_node import enter_args, exports, make_code, node, user_folder
+from helpers.node import deadline, enter_args, exports, node, user_folder
 
 from snakemake_executor_plugin_frozen import dirfd
 from snakemake_executor_plugin_frozen.node import copy as node_copy
 from snakemake_executor_plugin_frozen.node.scratch import NodeError, open_user_folder
-from snakemake_executor_plugin_frozen.snapshot import PackResult, pack
+from snakemake_executor_plugin_frozen.snapshot import PackResult
 
 DEPTH = 3000
-
-
-@pytest.fixture
-def snapshot(tmp_path: Path) -> tuple[Path, PackResult]:
-    code = make_code(tmp_path / "code")
-    return code, pack(code, tmp_path / "store")
-
-
-@contextmanager
-def deadline(seconds: int) -> Iterator[None]:
-    """Turn a hang into a failure."""
-
-    def expired(signum, frame):
-        raise TimeoutError(f"still waiting after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def deep_tree(folder: int, name: str, depth: int = DEPTH, read_only: bool = True) -> None:

@@ -13,7 +13,6 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_node import enter_args, exports, make_code, node
+from helpers.files import shared_folder
+from helpers.node import enter_args, exports, make_code, node
+from helpers.users import AS_NOBODY, NOBODY
 
 from snakemake_executor_plugin_frozen.node.copy import locked, seal
 from snakemake_executor_plugin_frozen.node.leases import lease_is_live, pid_namespace, process_start
@@ -32,8 +33,6 @@ pytestmark = pytest.mark.skipif(
     os.getuid() != 0 or not shutil.which("setpriv"),
     reason="needs root, and setpriv to act as another user",
 )
-NOBODY = 65534
-AS_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
 # Padded so that a malicious module of exactly the same size fits in its place.
 MODULE = "V = 'snapshot'\n" + "#" * 200 + "\n"
 NODE_MODULE = "snakemake_executor_plugin_frozen.node"
@@ -93,20 +92,16 @@ class Node:
 
 @pytest.fixture
 def world() -> Iterator[Node]:
-    # pytest's own tmp_path lies in root's 0700 folder, which nobody cannot even enter.
-    root = Path(tempfile.mkdtemp(prefix="frozen-security-"))
-    root.chmod(0o755)
-    result = pack(make_code(root / "code", MODULE), root / "store")
-    scratch = root / "scratch"
-    scratch.mkdir()
-    scratch.chmod(0o1777)
-    try:
+    with shared_folder("frozen-security-") as root:
+        result = pack(make_code(root / "code", MODULE), root / "store")
+        scratch = root / "scratch"
+        scratch.mkdir()
+        scratch.chmod(0o1777)
         yield Node(root, root / "code", result, scratch, root / "marker")
-    finally:
-        shutil.rmtree(root)
 
 
-def as_nobody(script: str, *args: str) -> subprocess.Popen:
+def start_as_nobody(script: str, *args: str) -> subprocess.Popen:
+    """The Python ``script`` started as nobody (in this environment)."""
     return subprocess.Popen([*AS_NOBODY, sys.executable, "-c", script, *args])
 
 
@@ -228,7 +223,7 @@ def test_a_racing_rename_and_symlink_of_the_user_folder_never_runs_foreign_code(
     evil.chmod(0o700)
     chown_tree(evil, NOBODY)
     base = scratch / "snakemake-frozen-0"
-    racer = as_nobody(RACER, str(scratch), str(base), str(evil))
+    racer = start_as_nobody(RACER, str(scratch), str(base), str(evil))
     outcomes = []
     try:
         for _ in range(50):
@@ -275,7 +270,7 @@ def test_a_swapped_archive_never_puts_the_other_content_under_the_id(world: Node
     chown_tree(folder, NOBODY)
     args = enter_args(world.code, world.result, world.scratch, os.getpid())
     args[args.index("--archive") + 1] = str(target)
-    swapper = as_nobody(SWAPPER, str(a), str(b), str(target))
+    swapper = start_as_nobody(SWAPPER, str(a), str(b), str(target))
     seen = {"right content": 0, "refused": 0}
     try:
         for attempt in range(40):

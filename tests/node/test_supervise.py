@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_snakemake
-from test_node import NODE_RUN, processes_in
+from helpers.node import NODE_RUN, processes_in
+from helpers.snakemake import run_snakemake
 
 from snakemake_executor_plugin_frozen.node.supervise import (
     Process,

@@ -1,6 +1,6 @@
 """The node side of the job's view, pure parts: which binds a plan makes, and how srun's
 arguments are wrapped so that its tasks enter the view (the view itself is entered in
-tests/test_node.py, tests/test_view.py and tests/test_view_writes.py)."""
+tests/node/test_commands.py, tests/e2e/test_view.py and tests/e2e/test_view_writes.py)."""
 
 import pytest
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_record_helpers import Job, days_ago, make_site, run_cli
+from helpers.records import Job, days_ago, make_site, run_cli
 
 from snakemake_executor_plugin_frozen.record import gc
 

@@ -9,21 +9,15 @@ import os
 from pathlib import Path
 
 import pytest
-from test_record_helpers import Job, days_ago, make_site, run_cli
+from helpers.records import Job, days_ago, make_site, run_cli
 
 from snakemake_executor_plugin_frozen import journal
-from snakemake_executor_plugin_frozen.record import gc
 from snakemake_executor_plugin_frozen.record.confine import foreign_link
 from snakemake_executor_plugin_frozen.record.history import History
 
 RUN = "aaaaaaaa-0000-4000-8000-000000000001"
 FORGED = "ffffffff-0000-4000-8000-00000000000f"
 EVIL = "\x1b[31m\nred"  # an escape sequence and a line break
-
-
-@pytest.fixture
-def no_grace(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gc, "GRACE", 0.0)
 
 
 def _victim(root: Path) -> Path:

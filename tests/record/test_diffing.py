@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from test_record_helpers import Job, make_site, run_cli
-from test_snapshot_helpers import write
+from helpers.files import write
+from helpers.records import Job, make_site, run_cli
 
 RUN = "aaaaaaaa-0000-4000-8000-000000000001"
 

@@ -8,37 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
-from test_record_helpers import Job, days_ago, make_site, run_cli
+from helpers.records import RUN_A, RUN_B, RUN_C, Job, days_ago, make_site, run_cli
 
 from snakemake_executor_plugin_frozen import journal
 from snakemake_executor_plugin_frozen.record import gc
-
-RUN_A = "aaaaaaaa-0000-4000-8000-000000000001"  # 30 days ago, snapshot 1
-RUN_B = "bbbbbbbb-0000-4000-8000-000000000002"  # 10 days ago, snapshot 2
-RUN_C = "cccccccc-0000-4000-8000-000000000003"  # 1 day ago, snapshot 3
-
-
-@pytest.fixture
-def no_grace(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gc, "GRACE", 0.0)
-
-
-@pytest.fixture
-def three(tmp_path: Path):
-    """Three runs of three snapshots, 30, 10 and 1 day(s) ago."""
-    site = make_site(tmp_path / "wf")
-    snapshots = []
-    for run, age, version in ((RUN_A, 30, "v1"), (RUN_B, 10, "v2"), (RUN_C, 1, "v3")):
-        site.edit("scripts/count.py", f"VERSION = '{version}'\n")
-        snapshot = site.pack()
-        site.run(
-            run,
-            snapshot,
-            [Job("count", f"results/{version}.tsv", f"{age}01", (("s", version),))],
-            time=days_ago(age),
-        )
-        snapshots.append(snapshot)
-    return site, snapshots
 
 
 def _collect(site, keep_last=None, older_than=None, dry_run=False) -> gc.GcReport:

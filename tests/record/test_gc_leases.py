@@ -18,9 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from test_record_gc import RUN_A, RUN_B, RUN_C, no_grace, three  # noqa: F401 (fixtures)
-from test_record_helpers import Site, make_site, run_cli
-from test_trust_node import deadline
+from helpers.node import deadline
+from helpers.records import RUN_A, RUN_B, RUN_C, Site, make_site, run_cli
 
 from snakemake_executor_plugin_frozen import journal
 from snakemake_executor_plugin_frozen.record import gc
@@ -34,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("no_grace")  # gc judges by age alone
 
 @pytest.fixture
 def runs(request: pytest.FixtureRequest) -> tuple[Site, list[PackResult]]:
-    """test_record_gc's three runs of three snapshots, 30, 10 and 1 day(s) ago."""
+    """The three runs of three snapshots, 30, 10 and 1 day(s) ago (tests/record/conftest.py)."""
     return request.getfixturevalue("three")
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_record_helpers import make_site, run_cli
+from helpers.records import make_site, run_cli
 
 from snakemake_executor_plugin_frozen.record.errors import RecordError
 from snakemake_executor_plugin_frozen.record.ids import resolve

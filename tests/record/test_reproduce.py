@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import run_snakemake
-from test_record_helpers import Job, make_site, run_cli
-from test_snapshot_helpers import make_repo, write
-from user_helpers import OrdinaryUser
+from helpers.files import write
+from helpers.records import Job, make_site, run_cli
+from helpers.snakemake import run_snakemake
+from helpers.snapshots import make_repo
+from helpers.users import OrdinaryUser
 
 from snakemake_executor_plugin_frozen import journal
 from snakemake_executor_plugin_frozen.record import reproduce, reproduce_run

@@ -9,8 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from test_record_helpers import Job, flip_byte, make_site, run_cli
-from test_snapshot_helpers import write
+from helpers.files import write
+from helpers.records import Job, flip_byte, make_site, run_cli
 
 from snakemake_executor_plugin_frozen.snapshot import SelectionSettings, pack
 

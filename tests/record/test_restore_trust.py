@@ -7,21 +7,17 @@ from __future__ import annotations
 import grp
 import os
 import shutil
-import stat
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
-from test_record_helpers import make_site, run_cli
+from helpers.files import mode
+from helpers.paths import REPO
+from helpers.records import make_site, run_cli
 
-REPO = Path(__file__).resolve().parents[1]
 USER_PYTHON = Path("/opt/snakemake-frozen-user-venv/bin/python")
 GROUP = "frozentestgrp"
-
-
-def _mode(path: Path) -> int:
-    return stat.S_IMODE(os.lstat(path).st_mode)
 
 
 def test_restore_keeps_a_private_file_private_whatever_the_umask(
@@ -39,11 +35,11 @@ def test_restore_keeps_a_private_file_private_whatever_the_umask(
     finally:
         os.umask(old)
     assert code == 0, err
-    assert _mode(dest / "config.yaml") == 0o600
-    assert _mode(dest / "scripts/count.py") == 0o700
+    assert mode(dest / "config.yaml") == 0o600
+    assert mode(dest / "scripts/count.py") == 0o700
     # A private file inside: no folder of the copy lets anyone else in.
-    assert _mode(dest) == 0o700 and _mode(dest / "scripts") == 0o700
-    assert _mode(dest / "Snakefile") == 0o600
+    assert mode(dest) == 0o700 and mode(dest / "scripts") == 0o700
+    assert mode(dest / "Snakefile") == 0o600
 
 
 def test_restore_follows_the_umask_for_files_everyone_may_read(
@@ -58,7 +54,7 @@ def test_restore_follows_the_umask_for_files_everyone_may_read(
     finally:
         os.umask(old)
     assert code == 0, err
-    assert _mode(dest / "Snakefile") == 0o640 and _mode(dest) == 0o750
+    assert mode(dest / "Snakefile") == 0o640 and mode(dest) == 0o750
 
 
 def _other_group() -> int:
@@ -92,7 +88,7 @@ def test_the_store_drops_group_read_when_the_files_groups_differ(tmp_path: Path)
     os.chown(site.workdir / "Snakefile", -1, gid)  # the others keep root's group
     snapshot = site.pack()
     for copy in (snapshot.archive, snapshot.manifest):
-        assert _mode(copy) == 0o400, (copy, oct(_mode(copy)))
+        assert mode(copy) == 0o400, (copy, oct(mode(copy)))
 
 
 def test_restore_into_a_symbolic_link_is_a_clear_refusal(
@@ -162,7 +158,7 @@ def test_a_stored_copy_whose_files_changed_group_follows_them(tmp_path: Path) ->
     for path in files:
         path.chmod(0o640)
     first = site.pack()
-    assert _mode(first.archive) == 0o440 and os.stat(first.archive).st_gid == os.getegid()
+    assert mode(first.archive) == 0o440 and os.stat(first.archive).st_gid == os.getegid()
     for path in files:
         os.chown(path, -1, gid)
     again = site.pack()  # the same id, reused: the copies now answer to the files' group

@@ -6,10 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_record_helpers import Job, flip_byte, make_site, run_cli, unlink_copy
-
-RUN_A = "aaaaaaaa-0000-4000-8000-000000000001"
-RUN_B = "bbbbbbbb-0000-4000-8000-000000000002"
+from helpers.records import RUN_A, RUN_B, Job, flip_byte, make_site, run_cli, unlink_copy
 
 
 def test_list_shows_each_snapshot_with_its_runs_and_jobs_newest_first(

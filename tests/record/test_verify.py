@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from backports import zstd
-from test_record_helpers import flip_byte, make_site, run_cli, unlink_copy
-from test_snapshot_helpers import write
+from helpers.files import write
+from helpers.records import flip_byte, make_site, run_cli, unlink_copy
 
 
 def _verify(capsys: pytest.CaptureFixture[str], site, *argv: str) -> tuple[int, dict]:

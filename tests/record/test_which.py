@@ -8,11 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_record_helpers import Job, make_site, run_cli
-from test_snapshot_helpers import write
-
-RUN_A = "aaaaaaaa-0000-4000-8000-000000000001"
-RUN_B = "bbbbbbbb-0000-4000-8000-000000000002"
+from helpers.files import write
+from helpers.records import RUN_A, RUN_B, Job, make_site, run_cli
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 import pytest
+from helpers.cluster import Clock
 
 from snakemake_executor_plugin_frozen.slurm.status import (
     JobState,
@@ -109,14 +110,6 @@ def test_failure_messages():
     assert "mem_mb" in failure_message("9", JobState("OUT_OF_MEMORY", "0:125"))
     assert failure_message("5", JobState("CANCELLED")).startswith("SLURM job 5 ended CANCELLED:")
     assert failure_message("6", JobState("FAILED", "3:0")) == "SLURM job 6 ended FAILED (exit 3:0)"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_missing_jobs_expire_after_grace():

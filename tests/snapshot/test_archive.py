@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from backports import zstd
-from test_snapshot_helpers import MANIFEST, git, make_repo, members, pack_tree, tree_files, write
+from helpers.files import tree_files, write
+from helpers.snapshots import MANIFEST, git, make_repo, members, pack_tree, special_member
 
 from snakemake_executor_plugin_frozen.snapshot import SnapshotError, extract, read_manifest
 from snakemake_executor_plugin_frozen.snapshot.archive_write import _header
@@ -24,24 +25,20 @@ from snakemake_executor_plugin_frozen.snapshot.entries import FILE, Entry, archi
 LONG = "deeply/" * 12 + "nested_module_with_a_rather_long_name_beyond_one_hundred_bytes.py"
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    root = make_repo(
-        tmp_path / "repo",
-        {
-            "Snakefile": "rule all:\n",
-            "scripts/tool.py": "print('tool')\n",
-            "data/blob.bin": bytes(range(256)) * 40,
-            "empty.txt": "",
-            LONG: "long = True\n",
-            "naïve/données.yaml": "é: ü\n",
-        },
-    )
-    write(root, "scripts/run.sh", "#!/bin/sh\necho hi\n", mode=0o755)
-    os.symlink("scripts/tool.py", root / "tool.py")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "more")
-    return root
+# The `repo` fixture's tree (tests/conftest.py).
+pytestmark = pytest.mark.tree(
+    {
+        "Snakefile": "rule all:\n",
+        "scripts/tool.py": "print('tool')\n",
+        "data/blob.bin": bytes(range(256)) * 40,
+        "empty.txt": "",
+        LONG: "long = True\n",
+        "naïve/données.yaml": "é: ü\n",
+        "scripts/run.sh": "#!/bin/sh\necho hi\n",
+    },
+    modes={"scripts/run.sh": 0o755},
+    links={"tool.py": "scripts/tool.py"},
+)
 
 
 def test_round_trip_restores_byte_identical_files(repo: Path, tmp_path: Path) -> None:
@@ -183,28 +180,22 @@ def _file(tar: tarfile.TarFile, name: str, data: bytes = b"x") -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _special(tar: tarfile.TarFile, name: str, kind: bytes, linkname: str = "") -> None:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = kind, linkname
-    tar.addfile(info)
-
-
 MALICIOUS = {
     "absolute path": lambda t: _file(t, "/etc/evil"),
     "dot-dot": lambda t: _file(t, "a/../../evil"),
-    "link escaping": lambda t: _special(t, "a", tarfile.SYMTYPE, "../../etc"),
-    "absolute link": lambda t: _special(t, "a", tarfile.SYMTYPE, "/etc"),
+    "link escaping": lambda t: special_member(t, "a", tarfile.SYMTYPE, "../../etc"),
+    "absolute link": lambda t: special_member(t, "a", tarfile.SYMTYPE, "/etc"),
     "link chain escaping": lambda t: (
-        _special(t, "b", tarfile.SYMTYPE, "a/.."),
-        _special(t, "a", tarfile.SYMTYPE, "."),
+        special_member(t, "b", tarfile.SYMTYPE, "a/.."),
+        special_member(t, "a", tarfile.SYMTYPE, "."),
     ),
     "write through a link": lambda t: (
-        _special(t, "d", tarfile.SYMTYPE, "."),
+        special_member(t, "d", tarfile.SYMTYPE, "."),
         _file(t, "d/evil"),
     ),
-    "hard link": lambda t: (_file(t, "a"), _special(t, "b", tarfile.LNKTYPE, "a")),
-    "device": lambda t: _special(t, "null", tarfile.CHRTYPE),
-    "fifo": lambda t: _special(t, "pipe", tarfile.FIFOTYPE),
+    "hard link": lambda t: (_file(t, "a"), special_member(t, "b", tarfile.LNKTYPE, "a")),
+    "device": lambda t: special_member(t, "null", tarfile.CHRTYPE),
+    "fifo": lambda t: special_member(t, "pipe", tarfile.FIFOTYPE),
     "duplicate": lambda t: (_file(t, "a", b"1"), _file(t, "a", b"2")),
 }
 

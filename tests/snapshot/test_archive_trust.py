@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_record_helpers import make_site, run_cli
+from helpers.records import make_site, run_cli
+from helpers.snapshots import special_member
 
 from snakemake_executor_plugin_frozen.dirfd import remove_tree
 from snakemake_executor_plugin_frozen.snapshot import SnapshotError, archive, extract, pack
@@ -75,12 +76,6 @@ def _pax_sparse(tar: tarfile.TarFile, name: str, realsize: int) -> None:
         "GNU.sparse.realsize": str(realsize),
     }
     tar.addfile(info, io.BytesIO(data))
-
-
-def _special(tar: tarfile.TarFile, name: str, kind: bytes, linkname: str = "") -> None:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = kind, linkname
-    tar.addfile(info)
 
 
 def _usage(path: Path) -> int:
@@ -197,9 +192,9 @@ def test_an_oversized_manifest_member_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("case", "build"),
     [
-        ("hard link", lambda t: (_zeros(t, "a", 1), _special(t, "b", tarfile.LNKTYPE, "a"))),
-        ("fifo", lambda t: _special(t, "b", tarfile.FIFOTYPE)),
-        ("character device", lambda t: _special(t, "b", tarfile.CHRTYPE)),
+        ("hard link", lambda t: (_zeros(t, "a", 1), special_member(t, "b", tarfile.LNKTYPE, "a"))),
+        ("fifo", lambda t: special_member(t, "b", tarfile.FIFOTYPE)),
+        ("character device", lambda t: special_member(t, "b", tarfile.CHRTYPE)),
     ],
 )
 def test_hard_links_and_special_files_are_refused(tmp_path: Path, case: str, build) -> None:

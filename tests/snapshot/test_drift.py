@@ -4,7 +4,7 @@ import os
 import time
 from pathlib import Path
 
-from test_snapshot_helpers import make_repo, pack_tree
+from helpers.snapshots import make_repo, pack_tree
 
 from snakemake_executor_plugin_frozen.snapshot import read_manifest
 from snakemake_executor_plugin_frozen.snapshot.drift import edited_since

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_snapshot_helpers import make_repo, pack_tree
-from user_helpers import OrdinaryUser
+from helpers.files import shared_folder
+from helpers.snapshots import make_repo, pack_tree
+from helpers.users import OrdinaryUser
 
 from snakemake_executor_plugin_frozen.record.layout import Layout
 from snakemake_executor_plugin_frozen.record.verify import verify
@@ -78,10 +77,8 @@ def _forgeries(tmp: Path, honest_manifest: dict) -> dict[str, tuple[Path, Path]]
 @pytest.fixture
 def public_tmp() -> Iterator[Path]:
     """A folder every user reaches and may make folders in (pytest's own is root's only)."""
-    path = Path(tempfile.mkdtemp(prefix="frozen-trust-store-"))
-    path.chmod(0o1777)
-    yield path
-    shutil.rmtree(path)
+    with shared_folder("frozen-trust-store-", mode=0o1777) as path:
+        yield path
 
 
 @pytest.fixture

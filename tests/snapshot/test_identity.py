@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
-from test_snapshot_helpers import OpenCounter, git, make_repo, pack_tree, packed, write
+from helpers.files import write
+from helpers.snapshots import OpenCounter, git, pack_tree, packed
 
 from snakemake_executor_plugin_frozen.snapshot import PackResult, SnapshotError, read_manifest
 from snakemake_executor_plugin_frozen.snapshot.entries import FILE, Entry
@@ -24,14 +24,9 @@ FILES = {
 }
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    root = make_repo(tmp_path / "repo", FILES)
-    (root / "scripts" / "run.sh").write_text("#!/bin/sh\n")
-    # Leave the coarse filesystem clock a few ticks, so that no file counts as modified
-    # in the same tick as the first pack's reads (which the cache rightly refuses to trust).
-    time.sleep(0.05)
-    return root
+# The `repo` fixture's tree (tests/conftest.py), settled: no file counts as modified in the
+# same tick of the coarse filesystem clock as the first pack's reads.
+pytestmark = pytest.mark.tree(FILES, untracked={"scripts/run.sh": "#!/bin/sh\n"}, settle=True)
 
 
 def _stored(store: Path) -> dict[str, tuple[int, int]]:

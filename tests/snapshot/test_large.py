@@ -8,11 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from test_snapshot_helpers import OpenCounter, pack_tree, packed, tree_files
+from helpers.files import tree_files
+from helpers.paths import REPO
+from helpers.snapshots import OpenCounter, pack_tree, packed
 
 from snakemake_executor_plugin_frozen.snapshot import extract
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "snapshot_bench.py"
+BENCH = REPO / "benchmarks" / "snapshot_bench.py"
 
 
 def _build_tree():
@@ -27,7 +29,7 @@ def _build_tree():
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = _build_tree()(tmp_path_factory.mktemp("large") / "tree")
-    time.sleep(0.05)  # see test_snapshot_identity.repo
+    time.sleep(0.05)  # see helpers.snapshots.make_repo(settle=True)
     return root
 
 

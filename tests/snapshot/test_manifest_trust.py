@@ -15,31 +15,25 @@ import os
 import shutil
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from backports import zstd
-from test_snapshot_helpers import git, write
+from helpers.files import shared_folder, write
+from helpers.snapshots import git
+from helpers.users import AS_NOBODY
 
 from snakemake_executor_plugin_frozen.snapshot import pack
 
 TOKEN = "tok-9f1c2e7d-REAL-SECRET"
 PASSWORD = "pw-hunter2-EXCLUDED"
-NOBODY = 65534
-AS_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
 
 
 @pytest.fixture
 def world() -> Iterator[Path]:
-    # pytest's own tmp_path lies in root's 0700 folder, which nobody cannot even enter.
-    root = Path(tempfile.mkdtemp(prefix="frozen-trust-"))
-    root.chmod(0o755)
-    try:
+    with shared_folder("frozen-trust-") as root:
         yield root
-    finally:
-        shutil.rmtree(root)
 
 
 def committed(repo: Path, files: dict[str, str]) -> Path:

@@ -3,21 +3,17 @@ was damaged instead of serving it."""
 
 import importlib
 import os
-import stat
 import time
 from pathlib import Path
 
 import pytest
-from test_snapshot_helpers import make_repo, pack_tree, write
+from helpers.files import mode, write
+from helpers.snapshots import make_repo, pack_tree
 
 from snakemake_executor_plugin_frozen.snapshot.hashing import file_sha256
 
 # The module (the package exports its function of the same name).
 pack_module = importlib.import_module("snakemake_executor_plugin_frozen.snapshot.pack")
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
 
 
 def test_snapshot_files_are_read_only_and_as_private_as_the_most_private_file(

@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_snapshot_helpers import git, make_repo, members, pack_tree, packed, write
+from helpers.files import write
+from helpers.snapshots import git, make_repo, members, pack_tree, packed
 
 from snakemake_executor_plugin_frozen.snapshot import SnapshotError, read_manifest
 from snakemake_executor_plugin_frozen.snapshot.store import CACHEDIR_SIGNATURE

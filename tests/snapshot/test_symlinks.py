@@ -8,24 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
-from test_snapshot_helpers import make_repo, pack_tree, packed, write
+from helpers.files import write
+from helpers.snapshots import manifest_records, pack_tree, packed
 
-from snakemake_executor_plugin_frozen.snapshot import SnapshotError, extract, read_manifest
+from snakemake_executor_plugin_frozen.snapshot import SnapshotError, extract
 
-
-def _records(result) -> dict[str, dict]:
-    return {f["path"]: f for f in read_manifest(result.manifest)["files"]}
-
-
-@pytest.fixture(params=["git", "plain"])
-def root(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    """The same tree inside and outside git (links are selected by both discoveries)."""
-    files = {"src/lib/util.py": "u = 1\n", "config/base.yaml": "a: 1\n"}
-    if request.param == "git":
-        return make_repo(tmp_path / "repo", files)
-    for rel, content in files.items():
-        write(tmp_path / "repo", rel, content)
-    return tmp_path / "repo"
+# The `root` fixture's tree, inside and outside git (tests/snapshot/conftest.py).
+pytestmark = pytest.mark.tree({"src/lib/util.py": "u = 1\n", "config/base.yaml": "a: 1\n"})
 
 
 def test_links_inside_the_root_are_stored_as_links(root: Path, tmp_path: Path) -> None:
@@ -33,7 +22,7 @@ def test_links_inside_the_root_are_stored_as_links(root: Path, tmp_path: Path) -
     os.symlink("src/lib", root / "lib")
     os.symlink(root / "config" / "base.yaml", root / "config" / "current.yaml")  # absolute
     result = pack_tree(root)
-    records = _records(result)
+    records = manifest_records(result)
     assert records["util.py"] == {"path": "util.py", "type": "link", "target": "src/lib/util.py"}
     assert records["lib"]["target"] == "src/lib"
     # An absolute link into the root would point at the live tree once extracted.
@@ -50,7 +39,7 @@ def test_link_to_a_file_outside_is_stored_as_its_content(root: Path, tmp_path: P
     shared = write(tmp_path, "shared/common.py", "shared = True\n", mode=0o755)
     os.symlink(shared, root / "common.py")
     result = pack_tree(root)
-    record = _records(result)["common.py"]
+    record = manifest_records(result)["common.py"]
     assert record["type"] == "file"
     assert record["mode"] == "755"
     assert record["link_to"] == str(shared)

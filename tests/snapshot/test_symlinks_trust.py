@@ -1,6 +1,6 @@
 """Issue 15 item 8: a symbolic link to a credential is left out like the credential itself,
 and a link that leaves the code root is warned about (its target's content is packed, as
-before: see ``test_snapshot_symlinks.py``)."""
+before: see ``test_symlinks.py``)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
-from test_snapshot_helpers import make_repo, members, pack_tree, packed, write
+from helpers.files import write
+from helpers.snapshots import manifest_records, members, pack_tree, packed
 
-from snakemake_executor_plugin_frozen.snapshot import read_manifest
-
-
-@pytest.fixture(params=["git", "plain"])
-def root(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    files = {"Snakefile": "rule a:\n    shell: 'true'\n", "config/base.yaml": "a: 1\n"}
-    if request.param == "git":
-        return make_repo(tmp_path / "repo", files)
-    for rel, content in files.items():
-        write(tmp_path / "repo", rel, content)
-    return tmp_path / "repo"
+# The `root` fixture's tree, inside and outside git (tests/snapshot/conftest.py).
+pytestmark = pytest.mark.tree(
+    {"Snakefile": "rule a:\n    shell: 'true'\n", "config/base.yaml": "a: 1\n"}
+)
 
 
 def _secret_warning(result) -> str:
@@ -76,7 +70,7 @@ def test_link_inside_the_root_to_an_ordinary_file_is_packed_as_before(root: Path
     os.symlink("config/base.yaml", root / "current.yaml")
     result = pack_tree(root)
     assert packed(result) == {"Snakefile", "config/base.yaml", "current.yaml"}
-    records = {f["path"]: f for f in read_manifest(result.manifest)["files"]}
+    records = manifest_records(result)
     assert records["current.yaml"] == {
         "path": "current.yaml",
         "type": "link",
@@ -92,7 +86,7 @@ def test_link_leaving_the_root_to_an_ordinary_file_is_warned_about(
     os.symlink(shared, root / "common.py")
     result = pack_tree(root)
     assert "common.py" in packed(result)
-    record = {f["path"]: f for f in read_manifest(result.manifest)["files"]}["common.py"]
+    record = manifest_records(result)["common.py"]
     assert record["type"] == "file" and record["link_to"] == str(shared)
     (warning,) = _leaving_warnings(result)
     assert f"common.py -> {shared}" in warning

@@ -1,0 +1,1 @@
+"""End-to-end tests: features through Snakemake, on the real cluster or with local submission."""

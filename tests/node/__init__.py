@@ -1,0 +1,1 @@
+"""Tests of snakemake_executor_plugin_frozen.node."""
