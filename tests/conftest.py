@@ -13,10 +13,10 @@ from helpers.paths import CLUSTER_SCRIPT
 from helpers.snapshots import make_repo, tree_mark
 from helpers.users import (
     OrdinaryUser,
-    SetupError,
     UserAccount,
     make_workspace,
     remove_workspace,
+    user_account_or_skip,
 )
 
 from snakemake_executor_plugin_frozen.record import gc
@@ -45,13 +45,7 @@ def ordinary_user_account(slurm_cluster: None) -> UserAccount:
     """The ordinary (non-root) test user made by `scripts/slurm-cluster start`, with its
     Python (`scripts/lib/user.sh setup`: built once per machine, refreshed when the plugin's
     sources change). Fails under CI=true when it cannot be had, like `slurm_cluster`."""
-    try:
-        return UserAccount.set_up()
-    except SetupError as e:
-        message = f"ordinary test user unavailable: {e}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    return user_account_or_skip()
 
 
 @pytest.fixture

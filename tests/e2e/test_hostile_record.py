@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 from helpers.files import shared_folder, tree_files, write
 from helpers.records import Job, Site, days_ago, make_site
-from helpers.users import OrdinaryUser, SetupError, UserAccount
+from helpers.users import OrdinaryUser, UserAccount, user_account_or_skip
 
 from snakemake_executor_plugin_frozen import journal
 from snakemake_executor_plugin_frozen.shellwords import visible
@@ -179,13 +179,7 @@ class Owner:
 @pytest.fixture(scope="module")
 def account() -> UserAccount:
     """The ordinary test user and its Python (no SLURM needed for what these tests do)."""
-    try:
-        return UserAccount.set_up()
-    except SetupError as e:
-        message = f"ordinary test user unavailable: {e}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    return user_account_or_skip()
 
 
 @pytest.fixture(params=["root", "ordinary"])
@@ -442,7 +436,7 @@ def test_which_restore_and_verify_take_nothing_from_outside(
     said = owner.frozen(s.workdir, "restore", s.b.id, str(dest), "--output", "results/b.tsv")
     assert said.code == 0, str(said)
     assert "snakemake-frozen reproduce results/b.tsv" in said.out, said
-    assert set(tree_files(dest)) == {f["path"] for f in read_manifest(s.b.manifest)["files"]}
+    assert set(tree_files(dest)) == {f.path for f in read_manifest(s.b.manifest).files}
 
     said = owner.frozen(s.workdir, "verify")
     copy = s.logdir / "rule_evil" / "code-0123456789ab.tar.zst"

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from helpers.paths import REPO
 
 USER_SCRIPT = REPO / "scripts" / "lib" / "user.sh"
@@ -159,6 +161,18 @@ class OrdinaryUser:
         pack.stdout.close()
         if pack.wait() != 0 or unpack.returncode != 0:
             raise AssertionError(f"copying {source} to {target} failed:\n{unpack.stderr}")
+
+
+def user_account_or_skip() -> UserAccount:
+    """`UserAccount.set_up()`, or else the test skipped; under CI=true it fails instead (a
+    skipped test would let CI pass without it)."""
+    try:
+        return UserAccount.set_up()
+    except SetupError as e:
+        message = f"ordinary test user unavailable: {e}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 def make_workspace(account: UserAccount, label: str) -> Path:
