@@ -4,16 +4,10 @@ backing off while nothing ends, and within a second of a job's end hint."""
 import stat
 from pathlib import Path
 
+from helpers.cluster import Clock
+
 from snakemake_executor_plugin_frozen.job_tracking import JobTracker
 from snakemake_executor_plugin_frozen.slurm.status import PollInterval
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def tracker(tmp_path: Path, clock: Clock, hints: bool = True) -> JobTracker:

@@ -3,22 +3,12 @@ and the gc its settings ask for, on a real record."""
 
 from pathlib import Path
 
+from helpers.voice import Voice
+
 from snakemake_executor_plugin_frozen import journal
 from snakemake_executor_plugin_frozen.record.layout import Layout
 from snakemake_executor_plugin_frozen.run_end import collect_garbage, status_rate
 from snakemake_executor_plugin_frozen.settings import ExecutorSettings
-
-
-class Voice:
-    def __init__(self) -> None:
-        self.said: list[str] = []
-        self.warned: list[str] = []
-
-    def say(self, message: str) -> None:
-        self.said.append(message)
-
-    def warn(self, message: str) -> None:
-        self.warned.append(message)
 
 
 def test_the_status_figure_per_minute() -> None:

@@ -2,22 +2,12 @@
 
 from pathlib import Path
 
+from helpers.voice import Voice
+
 from snakemake_executor_plugin_frozen import journal
 from snakemake_executor_plugin_frozen.run_journal import RunJournal
 
 RUN = "0123abcd-aaaa-bbbb-cccc-000000000000"
-
-
-class Voice:
-    def __init__(self) -> None:
-        self.said: list[str] = []
-        self.warned: list[str] = []
-
-    def say(self, message: str) -> None:
-        self.said.append(message)
-
-    def warn(self, message: str) -> None:
-        self.warned.append(message)
 
 
 class Job:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.voice import Voice
 from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_executor_plugin_frozen.record.layout import Layout
@@ -15,18 +16,6 @@ from snakemake_executor_plugin_frozen.settings import ExecutorSettings
 from snakemake_executor_plugin_frozen.workflow_sources import WorkflowCode
 
 RUN = "0123abcd-aaaa-bbbb-cccc-000000000000"
-
-
-class Voice:
-    def __init__(self) -> None:
-        self.said: list[str] = []
-        self.warned: list[str] = []
-
-    def say(self, message: str) -> None:
-        self.said.append(message)
-
-    def warn(self, message: str) -> None:
-        self.warned.append(message)
 
 
 def workflow(root: Path, **files: str) -> WorkflowCode:

@@ -9,6 +9,7 @@
 - `cluster`: sacct's view of jobs and runs, a clock the test moves.
 - `node`: the node helper run as the batch script runs it.
 - `users`: commands run as the ordinary test user; nobody.
+- `voice`: what the run's parts said and warned, kept for the test (voice.Voice).
 
 Fixtures are in conftest.py: tests/conftest.py for all, tests/<folder>/conftest.py for one
 folder."""
