@@ -9,6 +9,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Self
 
 from .entries import FILE, LINK, Entry
 from .model import SnapshotError
@@ -131,11 +132,36 @@ def _load_json(path: Path, root: str, version: int) -> dict:
     return data if fresh else {}
 
 
-class StatCache:
+class _OwnCache:
+    """A cache of one code root in the store: a JSON file of this user's own (no pickle:
+    the store may be shared), replaced atomically; believed only as ``_load_json`` says."""
+
+    VERSION = 1
+    SUFFIX: str  # of its file's name (``_cache_path``)
+
+    def __init__(self, path: Path, root: str) -> None:
+        self.path = path
+        self.root = root
+        self._changed = False
+
+    @classmethod
+    def load(cls, store: Path, root: str) -> Self:
+        path = _cache_path(store, root, cls.SUFFIX)
+        return cls(path, root, _load_json(path, root, cls.VERSION))
+
+    def content(self) -> dict:
+        raise NotImplementedError
+
+    def save(self, write: Callable[[Path, bytes], None]) -> None:
+        if self._changed:
+            write(self.path, json.dumps(self.content(), separators=(",", ":")).encode())
+            self._changed = False
+
+
+class StatCache(_OwnCache):
     """path -> (size, mtime_ns, ctime_ns, inode, sha256) of one code root, kept in the store.
 
-    A JSON file (no pickle: the store may be shared), replaced atomically, one per code
-    root. ctime is in the key because no tool can set it back, so ``touch -d`` or
+    ctime is in the key because no tool can set it back, so ``touch -d`` or
     ``rsync -t`` cannot fake an unchanged file. An entry is only recorded when the file's
     mtime and ctime are older than a clock stamp taken on the store's filesystem before
     reading: an edit in the same clock tick as the read would otherwise keep its stat and
@@ -143,19 +169,12 @@ class StatCache:
     the tree's filesystem clock, as the default store inside the root does.
     """
 
-    VERSION = 1
+    SUFFIX = ".json"
 
-    def __init__(self, path: Path, root: str, entries: dict[str, list]) -> None:
-        self.path = path
-        self.root = root
-        self._entries = entries
-        self._changed = False
-
-    @classmethod
-    def load(cls, store: Path, root: str) -> StatCache:
-        path = _cache_path(store, root, ".json")
-        entries = _load_json(path, root, cls.VERSION).get("entries")
-        return cls(path, root, entries if isinstance(entries, dict) else {})
+    def __init__(self, path: Path, root: str, content: dict) -> None:
+        super().__init__(path, root)
+        entries = content.get("entries")
+        self._entries: dict[str, list] = entries if isinstance(entries, dict) else {}
 
     def lookup(self, entry: Entry) -> str | None:
         cached = self._entries.get(entry.path)
@@ -191,32 +210,21 @@ class StatCache:
         self.path.unlink(missing_ok=True)
         self._entries, self._changed = {}, False
 
-    def save(self, write: Callable[[Path, bytes], None]) -> None:
-        if self._changed:
-            data = {"version": self.VERSION, "root": self.root, "entries": self._entries}
-            write(self.path, json.dumps(data, separators=(",", ":")).encode())
-            self._changed = False
+    def content(self) -> dict:
+        return {"version": self.VERSION, "root": self.root, "entries": self._entries}
 
 
-class ArchiveCheck:
+class ArchiveCheck(_OwnCache):
     """The stat of the last stored snapshot's archive and record of one code root, when
     this user wrote that archive or proved it to hold exactly the tree's files (``earn``):
     while both keep that stat (ctime included, which nobody can set back), a pack need not
-    read the archive again. A small JSON file of this user's own beside the stat cache,
-    replaced atomically (see ``_load_json``)."""
+    read the archive again."""
 
-    VERSION = 1
+    SUFFIX = ".archive.json"
 
-    def __init__(self, path: Path, root: str, known: dict) -> None:
-        self.path = path
-        self.root = root
-        self._known = known
-        self._changed = False
-
-    @classmethod
-    def load(cls, store: Path, root: str) -> ArchiveCheck:
-        path = _cache_path(store, root, ".archive.json")
-        return cls(path, root, _load_json(path, root, cls.VERSION))
+    def __init__(self, path: Path, root: str, content: dict) -> None:
+        super().__init__(path, root)
+        self._known = content
 
     def stored(self, snapshot: str, keys: tuple[StatKey, StatKey]) -> tuple[str, int] | None:
         """(sha256, bytes) of the archive of ``snapshot`` if it was known intact while its
@@ -255,7 +263,5 @@ class ArchiveCheck:
         }
         self._changed = True
 
-    def save(self, write: Callable[[Path, bytes], None]) -> None:
-        if self._changed:
-            write(self.path, json.dumps(self._known, separators=(",", ":")).encode())
-            self._changed = False
+    def content(self) -> dict:
+        return self._known
