@@ -15,7 +15,7 @@ the job (TERM, then KILL):
 - once the command has ended: what it left behind (its status is kept).
 
 What "stuck" is, and why no output of the job can make it so. Both hangs were caught in
-/proc (tests/test_trust_shutdown_watch.py makes both with the real Snakemake):
+/proc (tests/node/test_supervise.py makes both with the real Snakemake):
 - sys.exit in a `run:` block: Snakemake has one thread left, its main thread, asleep in a
   futex (the scheduler's semaphore, which only the dead pool thread would have released),
   and no child process; the batch script's shell waits for it (wchan do_wait).

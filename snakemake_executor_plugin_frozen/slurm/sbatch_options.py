@@ -59,7 +59,7 @@ def node_list(text: str) -> list[str]:
 #   sbatch --test-only --mem        "option '--mem' requires an argument"
 #   sbatch --test-only --parsable=x "option '--parsable' doesn't allow an argument"
 # for every letter and two-letter prefix (no other names), and every name (neither message:
-# optional). tests/test_slurm_sbatch_options.py checks the table against the installed sbatch.
+# optional). tests/slurm/test_sbatch_options.py checks the table against the installed sbatch.
 _REQUIRED_VALUE = """
     account acctg-freq array batch bb bbf begin chdir cluster cluster-constraint
     clusters comment constraint container context core-spec cores-per-socket cpu-freq

@@ -18,7 +18,7 @@ An ``srun`` shim in a job's view runs ``srun <srun options> <our wrapper> -- <pr
 
 The tables are srun 22.05.8's (Debian 12 package slurm-client), pinned from the binary's own
 getopt_long answers, since ``srun --help`` leaves out 22 of its 131 long options (--cpu-bind,
---hint, --nodefile, --test-only, --uid, --x11, ...) and -F (tests/test_srun_options.py
+--hint, --nodefile, --test-only, --uid, --x11, ...) and -F (tests/slurm/test_srun_options.py
 checks them against the installed srun). The getopt walk is shared with
 ``sbatch_options.py``'s reading of sbatch options; it lives here so that the shim, which
 runs at every ``srun`` in a job, imports nothing but this module (no Snakemake; nothing the

@@ -1,6 +1,6 @@
 """From selected paths to archive entries: file types, symbolic links, the size guard.
 
-Symbolic links (decided here, tested in ``test_snapshot_symlinks.py``):
+Symbolic links (decided here, tested in ``tests/snapshot/test_symlinks.py``):
 
 - a link whose target lies inside the code root is stored as a link (an absolute target, or
   one that leaves the root lexically before coming back, is rewritten relative to the link,
