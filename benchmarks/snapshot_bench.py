@@ -262,7 +262,7 @@ def bench(name: str, root: Path, runs: int, work: Path, tools: bool = False) -> 
     assert result is not None
     store = work / f"{name}-store"
     result = pack_retrying(store)
-    paths = [f["path"] for f in read_manifest(result.manifest)["files"]]
+    paths = [f.path for f in read_manifest(result.manifest).files]
     out = work / f"{name}.tar.zst"
     for _ in range(runs):
         cpu = _cpu_seconds()

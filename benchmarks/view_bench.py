@@ -249,7 +249,7 @@ def pack_and_plan(tree: Tree, work: Path, plan_reps: int) -> None:
     result = pack(tree.root, work / "store")
     _progress(f"packed {tree.name} ({result.files} files) in {time.perf_counter() - start:.1f} s")
     assert not result.prefix, "the bench trees have no files outside the code root"
-    files = [f["path"] for f in read_manifest(result.manifest)["files"]]
+    files = [f.path for f in read_manifest(result.manifest).files]
     for _ in range(plan_reps):
         start = time.perf_counter()
         tree.whole = whole_folders(tree.root, files, tree.data)

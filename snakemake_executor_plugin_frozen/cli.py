@@ -372,7 +372,8 @@ def _show(args: argparse.Namespace) -> int:
             sys.stdout.flush()
     elif args.json:
         archive = None if snapshot.archive is None else str(snapshot.archive)
-        _print_json({"id": snapshot.id, "archive": archive, "manifest": snapshot.manifest})
+        manifest = snapshot.manifest.as_json()
+        _print_json({"id": snapshot.id, "archive": archive, "manifest": manifest})
     else:
         _say(show.files_table(snapshot) if args.files else show.describe(snapshot))
     return 0

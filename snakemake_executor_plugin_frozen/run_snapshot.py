@@ -19,6 +19,7 @@ from snakemake_executor_plugin_frozen.record.table import size
 from snakemake_executor_plugin_frozen.rule_copies import RuleCopies
 from snakemake_executor_plugin_frozen.settings import ExecutorSettings
 from snakemake_executor_plugin_frozen.snapshot import (
+    Manifest,
     PackResult,
     SelectionSettings,
     SnapshotError,
@@ -52,13 +53,13 @@ class RunSnapshot:
         return self.packed.id
 
     @functools.cached_property
-    def manifest(self) -> dict:
+    def manifest(self) -> Manifest:
         return read_manifest(self.packed.manifest)
 
     @functools.cached_property
     def files(self) -> frozenset[str]:
         """The snapshot's paths, relative to the code root."""
-        return frozenset(f["path"] for f in self.manifest["files"])
+        return frozenset(f.path for f in self.manifest.files)
 
     @functools.cached_property
     def rule_copies(self) -> RuleCopies:
@@ -207,7 +208,8 @@ def _tell_taken(snapshot: RunSnapshot, code: WorkflowCode, voice: Voice, took: f
 def _warn_missing_modules(snapshot: RunSnapshot, exclude: list[str], voice: Voice) -> None:
     """A module Snakemake imported from the code root that the snapshot lacks: the jobs
     would import the live file, or fail with ModuleNotFoundError on the node."""
-    patterns = [*snapshot.manifest["selection"].get("frozenignore", []), *exclude]
+    selection = snapshot.manifest.selection
+    patterns = [*((selection.frozenignore if selection else None) or ()), *exclude]
     root = snapshot.code_root
     for name, path in sorted(modules_imported_from(root, sys.modules.values()).items()):
         relative = path.relative_to(root).as_posix()

@@ -35,9 +35,9 @@ def test_json_output_describes_the_stored_snapshot(
     assert out["archive"] == str(tmp_path / "store" / f"{out['id']}.tar.zst")
     assert Path(out["archive"]).stat().st_size == out["archive_bytes"]
     manifest = read_manifest(Path(out["manifest"]))
-    assert manifest["id"] == out["id"]
-    assert out["files"] == len(manifest["files"]) == 5
-    assert out["bytes"] == sum(f["size"] for f in manifest["files"])
+    assert manifest.id == out["id"]
+    assert out["files"] == len(manifest.files) == 5
+    assert out["bytes"] == sum(f.size for f in manifest.files)
     assert out["created"] is True
     assert _json(capsys, str(repo), "--store", str(tmp_path / "store"))["created"] is False
 
@@ -48,7 +48,7 @@ def test_defaults_are_the_git_top_level_and_its_store(
     monkeypatch.chdir(repo / "wf" / "scripts")
     out = _json(capsys)
     assert Path(out["archive"]).parent == repo.resolve() / ".snakemake/frozen/snapshots"
-    assert "Snakefile" in {f["path"] for f in read_manifest(Path(out["manifest"]))["files"]}
+    assert "Snakefile" in {f.path for f in read_manifest(Path(out["manifest"])).files}
 
 
 def test_outside_git_the_default_root_is_the_current_folder(
@@ -94,7 +94,7 @@ def test_selection_options(repo: Path, tmp_path: Path, capsys: pytest.CaptureFix
         "--level",
         "9",
     )
-    assert {f["path"] for f in read_manifest(Path(out["manifest"]))["files"]} == {".gitignore"}
+    assert {f.path for f in read_manifest(Path(out["manifest"])).files} == {".gitignore"}
 
 
 def test_size_guard_refuses_with_a_one_line_reason(
@@ -151,4 +151,4 @@ def test_console_script(repo: Path, tmp_path: Path) -> None:
     )
     out = json.loads(done.stdout)
     assert out["files"] == 5 and Path(out["archive"]).is_file()
-    assert "local.yaml" in {f["path"] for f in read_manifest(Path(out["manifest"]))["files"]}
+    assert "local.yaml" in {f.path for f in read_manifest(Path(out["manifest"])).files}

@@ -136,16 +136,16 @@ def test_the_record_goes_into_the_manifest_without_changing_the_id(tmp_path: Pat
     extra = environment_record([("a", "bash x")], [])
     recorded = pack(root, tmp_path / "store", environment_extra=extra)
     assert recorded.id == plain.id and recorded.created
-    stored = read_manifest(recorded.manifest)
+    stored = read_manifest(recorded.manifest).as_json()
     inner = json.loads(read_member(recorded.archive, MANIFEST_NAME))
     assert stored["programs"] == inner["programs"] == extra["programs"]
     assert stored["conda_envs"] == inner["conda_envs"] == []
-    assert "programs" not in read_manifest(plain.manifest)
+    assert "programs" not in read_manifest(plain.manifest).as_json()
 
     # Stored already: its manifest, and the first run's record in it, stay as they were.
     again = pack(root, tmp_path / "store", environment_extra={"programs": []})
     assert again.id == recorded.id and not again.created
-    assert read_manifest(again.manifest)["programs"] == extra["programs"]
+    assert read_manifest(again.manifest).as_json()["programs"] == extra["programs"]
 
 
 def test_pack_refuses_an_environment_extra_it_does_not_know(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from snakemake_executor_plugin_frozen.shellwords import visible
 from snakemake_executor_plugin_frozen.snapshot import SnapshotError, extract
+from snakemake_executor_plugin_frozen.snapshot.manifest import FileRecord
 
 from . import environment
 from .confine import within
@@ -46,8 +47,9 @@ class Difference:
         return not (self.added or self.removed or self.changed or self.environment)
 
 
-def _described(f: dict) -> dict:
-    return {k: f[k] for k in ("type", "mode", "size", "sha256", "target") if k in f}
+def _described(f: FileRecord) -> dict:
+    fields = f.as_json()
+    return {k: fields[k] for k in ("type", "mode", "size", "sha256", "target") if k in fields}
 
 
 def compare(a: Snapshot, b: Snapshot) -> Difference:
@@ -55,14 +57,13 @@ def compare(a: Snapshot, b: Snapshot) -> Difference:
     difference = Difference(
         added=sorted(right.keys() - left.keys()),
         removed=sorted(left.keys() - right.keys()),
-        environment=environment.compare(a.manifest, b.manifest),
+        environment=environment.compare(a.manifest.environment, b.manifest.environment),
     )
     for path in sorted(left.keys() & right.keys()):
-        changes = [_CHANGE_NAMES[k] for k in _COMPARED if left[path].get(k) != right[path].get(k)]
+        old, new = left[path], right[path]
+        changes = [_CHANGE_NAMES[k] for k in _COMPARED if getattr(old, k) != getattr(new, k)]
         if changes:
-            difference.changed.append(
-                FileChange(path, changes, _described(left[path]), _described(right[path]))
-            )
+            difference.changed.append(FileChange(path, changes, _described(old), _described(new)))
     return difference
 
 
@@ -89,7 +90,7 @@ class _Extracted:
                 "not to be trusted (snakemake-frozen verify tells more)"
             )
         data = member.read_bytes()
-        if hashlib.sha256(data).hexdigest() != self.snapshot.files()[path].get("sha256"):
+        if hashlib.sha256(data).hexdigest() != self.snapshot.files()[path].sha256:
             raise RecordError(f"{path} of {self.snapshot.origin} is not what its manifest records")
         return data
 
@@ -192,9 +193,9 @@ def _side(reference: str, store: SnapshotStore) -> Snapshot | None:
 
 def _label(reference: str, snapshot: Snapshot) -> dict:
     if reference == LIVE:
-        label = f"live {snapshot.manifest['root']}"
+        label = f"live {snapshot.manifest.root}"
     else:
-        label = f"{snapshot.id[:SHORT]} ({snapshot.manifest.get('created')})"
+        label = f"{snapshot.id[:SHORT]} ({snapshot.manifest.created})"
     return {"reference": reference, "id": snapshot.id, "label": label}
 
 

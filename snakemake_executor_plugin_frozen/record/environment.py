@@ -10,6 +10,7 @@ manifests and in ``snakemake-frozen pack``'s):
 - ``"conda_envs"``: ``[{"path": "envs/align.yaml", "sha256": "...", "rules": ["align"]}]``,
   ``path`` relative to the code root when inside it (``sha256`` null when unreadable).
 
+``ProgramRecord`` and ``CondaEnvRecord`` (``snapshot/manifest.py``) read them;
 ``programs.environment_record`` makes them; a snapshot already stored keeps the record of
 the run that first stored it.
 
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from snakemake_executor_plugin_frozen.snapshot.manifest import EnvironmentRecord, ProgramRecord
+
 
 @dataclass(frozen=True)
 class Change:
@@ -30,27 +33,24 @@ class Change:
     b: str | None
 
 
-def _program_text(program: dict) -> str:
-    if not program.get("path"):
+def _program_text(program: ProgramRecord) -> str:
+    if not program.path:
         return "not found"
-    if program.get("sha256"):
-        return f"{program['path']} {program['sha256'][:12]}"
-    if program.get("size") is not None:
-        return f"{program['path']} ({program['size']} bytes, not hashed)"
-    return f"{program['path']} (unreadable)"
+    if program.sha256:
+        return f"{program.path} {program.sha256[:12]}"
+    if program.size is not None:
+        return f"{program.path} ({program.size} bytes, not hashed)"
+    return f"{program.path} (unreadable)"
 
 
-def programs(manifest: dict) -> dict[str, str]:
+def programs(env: EnvironmentRecord) -> dict[str, str]:
     """name -> "path sha256[:12]" (or "not found", or the size of a file not hashed)."""
-    return {program["name"]: _program_text(program) for program in manifest.get("programs") or []}
+    return {program.name: _program_text(program) for program in env.programs or ()}
 
 
-def conda_envs(manifest: dict) -> dict[str, str]:
+def conda_envs(env: EnvironmentRecord) -> dict[str, str]:
     """path -> sha256[:12] (or "unreadable")."""
-    return {
-        env["path"]: (env.get("sha256") or "unreadable")[:12]
-        for env in manifest.get("conda_envs") or []
-    }
+    return {e.path: (e.sha256 or "unreadable")[:12] for e in env.conda_envs or ()}
 
 
 def _compare(what: str, a: dict[str, str], b: dict[str, str]) -> list[Change]:
@@ -61,24 +61,24 @@ def _compare(what: str, a: dict[str, str], b: dict[str, str]) -> list[Change]:
     ]
 
 
-def _versions(manifest: dict) -> dict[str, dict[str, str]]:
-    """Each comparable section of ``manifest``, as name -> version; a section the manifest
+def _versions(env: EnvironmentRecord) -> dict[str, dict[str, str]]:
+    """Each comparable section of ``env``, as name -> version; a section the manifest
     does not record is missing (so it is not compared)."""
     sections: dict[str, dict[str, str]] = {}
-    if isinstance(manifest.get("python"), dict):
-        sections["python"] = {"python": str(manifest["python"].get("version"))}
-    if "snakemake" in manifest:
-        sections["snakemake"] = {"snakemake": str(manifest["snakemake"])}
-    if isinstance(manifest.get("distributions"), dict):
-        sections["distribution"] = {k: str(v) for k, v in manifest["distributions"].items()}
-    if "programs" in manifest:
-        sections["program"] = programs(manifest)
-    if "conda_envs" in manifest:
-        sections["conda env"] = conda_envs(manifest)
+    if env.python is not None:
+        sections["python"] = {"python": str(env.python.version)}
+    if env.snakemake is not None:
+        sections["snakemake"] = {"snakemake": env.snakemake}
+    if env.distributions is not None:
+        sections["distribution"] = dict(env.distributions)
+    if env.programs is not None:
+        sections["program"] = programs(env)
+    if env.conda_envs is not None:
+        sections["conda env"] = conda_envs(env)
     return sections
 
 
-def compare(a: dict, b: dict) -> list[Change]:
+def compare(a: EnvironmentRecord, b: EnvironmentRecord) -> list[Change]:
     """What differs between the environments two manifests record, section by section."""
     left, right = _versions(a), _versions(b)
     changes: list[Change] = []

@@ -139,7 +139,7 @@ class _Plan:
     def created(self, snapshot_id: str) -> float:
         """When a stored snapshot was made: its manifest's time, else its record's mtime."""
         try:
-            moment = parse_time(self.store.load(snapshot_id).manifest.get("created"))
+            moment = parse_time(self.store.load(snapshot_id).manifest.created)
         except RecordError:
             moment = None
         if moment is None:

@@ -4,7 +4,6 @@ folders, a store's dead temporaries."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from snakemake_executor_plugin_frozen import journal
+from snakemake_executor_plugin_frozen.snapshot import SnapshotError, read_manifest
 from snakemake_executor_plugin_frozen.snapshot.rules import LOG_FOLDER_MARKER
 
 from .snapshots import RECORD_SUFFIX
@@ -52,10 +52,10 @@ def copy_id(paths: list[Path]) -> str | None:
     for path in paths:
         if path.name.endswith(RECORD_SUFFIX):
             try:
-                found = json.loads(path.read_bytes())["id"]
-            except (OSError, ValueError, KeyError, TypeError):
+                found = read_manifest(path).id
+            except SnapshotError:
                 return None
-            return found if journal.valid_snapshot(found) and found is not None else None
+            return found if journal.valid_snapshot(found) else None
     return None
 
 

@@ -57,20 +57,20 @@ def snapshots(layout: Layout) -> Listing:
         except RecordError:
             listing.unreadable.append(snapshot_id)
             continue
-        git = manifest.get("git") or {}
+        git = manifest.git
         runs = usage.get(snapshot_id, [])
         last = max((run.last for run in runs), default=None)
         pending, running = _activity(runs, activity)
         listing.snapshots.append(
             Listed(
                 id=snapshot_id,
-                created=manifest.get("created", ""),
-                commit=git.get("commit"),
-                branch=git.get("branch"),
-                dirty=git.get("dirty") if git else None,
-                files=manifest.get("file_count", len(manifest.get("files", []))),
-                bytes=manifest.get("bytes", 0),
-                archive_bytes=manifest.get("archive_bytes", 0),
+                created=manifest.created or "",
+                commit=git.commit if git else None,
+                branch=git.branch if git else None,
+                dirty=git.dirty if git else None,
+                files=len(manifest.files) if manifest.file_count is None else manifest.file_count,
+                bytes=manifest.bytes or 0,
+                archive_bytes=manifest.archive_bytes or 0,
                 runs=len(runs),
                 jobs=sum(sum(1 for job in run.jobs if job.snapshot == snapshot_id) for run in runs),
                 last_used=iso(last),

@@ -36,6 +36,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from snakemake_executor_plugin_frozen.job_names import wildcards_dir
 from snakemake_executor_plugin_frozen.jobscript import JOB_MODE
@@ -46,6 +47,9 @@ from snakemake_executor_plugin_frozen.shellwords import quote
 from .confine import within
 from .errors import RecordError
 from .history import Job
+
+if TYPE_CHECKING:
+    from snakemake_executor_plugin_frozen.snapshot.manifest import Manifest
 
 GUARD = "guard"
 _MARKER = f'if [ "${{1-}}" = {JOB_MODE} ]; then'
@@ -65,12 +69,15 @@ class Place:
         return Path(os.path.normpath(self.workdir / path))
 
 
-def place(folder: Path, manifest: dict, workdir: str, inputs: Sequence[str]) -> Place:
+def place(folder: Path, manifest: Manifest, workdir: str, inputs: Sequence[str]) -> Place:
     """DIR laid out like the live places, from the highest folder that holds the code root
     with the archive's outside files, the working directory and every relative input that
-    climbs out of it (``../ref.fa``)."""
-    root = posixpath.normpath(str(manifest["root"]))
-    prefix = manifest.get("code_root_in_archive") or ""
+    climbs out of it (``../ref.fa``); a ValueError when the manifest names no absolute
+    code root."""
+    if manifest.root is None:
+        raise ValueError("the manifest names no code root")
+    root = posixpath.normpath(manifest.root)
+    prefix = manifest.prefix
     depth = len(Path(prefix).parts)
     top = str(Path(root).parents[depth - 1]) if depth else root
     climbing = [posixpath.normpath(posixpath.join(workdir, p)) for p in inputs if p[:1] != "/"]
@@ -158,7 +165,7 @@ class Ran:
     guard: str  # what the guard said: how the live working directory was kept from writes
 
 
-def run(where: Place, command: str, manifest: dict, live_workdir: Path) -> Ran:
+def run(where: Place, command: str, manifest: Manifest, live_workdir: Path) -> Ran:
     """Run ``command`` (the job's line) for the reproduction laid out at ``where``, its
     output in ``<its working directory>/.snakemake/reproduce.log``."""
     log = where.workdir / ".snakemake" / "reproduce.log"
@@ -189,19 +196,18 @@ def run(where: Place, command: str, manifest: dict, live_workdir: Path) -> Ran:
     return Ran(returncode, log, said)
 
 
-def _environment(where: Place, manifest: dict, private: Path) -> dict[str, str]:
+def _environment(where: Place, manifest: Manifest, private: Path) -> dict[str, str]:
     """The job's variables as ``node enter`` exports them, pointing into DIR (no job-site
     folder: the code already lies at the paths the job names)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FROZEN_")}
-    pythonpath = frozen_pythonpath(
-        where.code_root, Path(manifest["root"]), env.get("PYTHONPATH", ""), sys.path
-    )
+    root = manifest.code_root()
+    pythonpath = frozen_pythonpath(where.code_root, Path(root), env.get("PYTHONPATH", ""), sys.path)
     env.update(
         {
             contract.FROZEN_DIR: str(where.code_root),
             contract.FROZEN_COPY: str(where.tree),
-            contract.FROZEN_SNAPSHOT: str(manifest.get("id", "")),
-            contract.FROZEN_CODE_ROOT: str(manifest["root"]),
+            contract.FROZEN_SNAPSHOT: manifest.id,
+            contract.FROZEN_CODE_ROOT: root,
             contract.FROZEN_JOB_DIR: str(private),
             "PYTHONPATH": os.pathsep.join(pythonpath),
             "PYTHONDONTWRITEBYTECODE": "1",

@@ -196,7 +196,7 @@ def snakefile_in(snapshot: Snapshot, history: History, run: str | None) -> str |
     """The main Snakefile relative to the code root: the run's ``--snakefile`` when the
     journal has its argv, else the first of Snakemake's default names the snapshot holds."""
     files = snapshot.files()
-    root = Path(snapshot.manifest["root"])
+    root = Path(snapshot.root)
     start = history.runs[run].start if run in history.runs else None
     candidates = []
     if start is not None and (named := _argv_snakefile(start.get("argv") or [])):
@@ -260,7 +260,7 @@ def as_text(restored: Restored, snapshot: Snapshot) -> str:
     if restored.outside_files:
         lines.append(
             "note: the snapshot holds files from outside its code root "
-            f"{visible(str(snapshot.manifest['root']))}: the code root is "
+            f"{visible(str(snapshot.manifest.root))}: the code root is "
             f"{visible(str(restored.code_root))}, the outside files lie around it as they did"
         )
     if restored.snakefile is None:

@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from snakemake_executor_plugin_frozen.snapshot import SnapshotError, read_manifest
+from snakemake_executor_plugin_frozen.snapshot import Manifest, SnapshotError, read_manifest
+from snakemake_executor_plugin_frozen.snapshot.manifest import FileRecord
 from snakemake_executor_plugin_frozen.snapshot.store import Store
 
 from .errors import RecordError
@@ -23,26 +24,34 @@ ARCHIVE_SUFFIX, RECORD_SUFFIX = ".tar.zst", ".json"
 @dataclass(frozen=True)
 class Snapshot:
     id: str
-    manifest: dict  # the store's record (with archive_sha256) or the archive's own manifest
+    manifest: Manifest  # the store's record (with archive_sha256) or the archive's own
     archive: Path | None  # None: the manifest's archive is not there
     origin: str  # where it was found, for messages
 
     @property
     def archive_sha256(self) -> str | None:
         """What the archive must hash to; None for an archive found without its record."""
-        return self.manifest.get("archive_sha256")
+        return self.manifest.archive_sha256
 
     @property
     def prefix(self) -> str:
         """The folder of the archive holding the code root ("" without outside files)."""
-        return self.manifest.get("code_root_in_archive") or ""
+        return self.manifest.prefix
 
     def member_name(self, path: str) -> str:
         """The archive member of the manifest's ``path`` (relative to the code root)."""
         return posixpath.normpath(f"{self.prefix}/{path}") if self.prefix else path
 
-    def files(self) -> dict[str, dict]:
-        return {f["path"]: f for f in self.manifest.get("files", [])}
+    @property
+    def root(self) -> str:
+        """The code root the manifest names (exit 1 when it names none)."""
+        try:
+            return self.manifest.code_root()
+        except SnapshotError as e:
+            raise RecordError(str(e), exit_code=1) from e
+
+    def files(self) -> dict[str, FileRecord]:
+        return {f.path: f for f in self.manifest.files}
 
     def require_archive(self) -> Path:
         if self.archive is None:
@@ -72,7 +81,7 @@ def sha256_of(path: Path) -> str:
         raise RecordError(f"cannot read {path}: {e.strerror}", exit_code=1) from e
 
 
-def _manifest(path: Path) -> dict:
+def _manifest(path: Path) -> Manifest:
     try:
         return read_manifest(path)
     except SnapshotError as e:
@@ -127,7 +136,7 @@ def _from_file(path: Path) -> Snapshot:
     stem = path.name.removesuffix(ARCHIVE_SUFFIX).removesuffix(RECORD_SUFFIX)
     archive, record = path.with_name(stem + ARCHIVE_SUFFIX), path.with_name(stem + RECORD_SUFFIX)
     manifest = _manifest(record if record.is_file() else archive)
-    return Snapshot(manifest["id"], manifest, archive if archive.is_file() else None, str(path))
+    return Snapshot(manifest.id, manifest, archive if archive.is_file() else None, str(path))
 
 
 def open_snapshot(reference: str, store: SnapshotStore) -> Snapshot:

@@ -3,7 +3,6 @@ sha256, mode and type inside), and the rule-log copies against the store."""
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import tarfile
@@ -13,10 +12,16 @@ from pathlib import Path
 
 from snakemake_executor_plugin_frozen.rule_copies import independent_copy
 from snakemake_executor_plugin_frozen.shellwords import visible
+from snakemake_executor_plugin_frozen.snapshot import SnapshotError
 from snakemake_executor_plugin_frozen.snapshot.archive import MANIFEST_MAX_BYTES, MANIFEST_NAME
 from snakemake_executor_plugin_frozen.snapshot.earn import manifest_records
 from snakemake_executor_plugin_frozen.snapshot.hashing import id_of
-from snakemake_executor_plugin_frozen.snapshot.manifest import STORE_ONLY_KEYS
+from snakemake_executor_plugin_frozen.snapshot.manifest import (
+    FileRecord,
+    Manifest,
+    ManifestError,
+    parse_manifest,
+)
 
 from .confine import within
 from .errors import RecordError
@@ -88,8 +93,8 @@ def _first_member(archive: Path) -> tuple[bytes | None, str]:
 def _member_problems(snapshot: Snapshot, archive: Path) -> Iterator[str]:
     """What in the archive's members differs from the manifest. The manifest member is read
     first and bounded; a too large one ends the check (the rest is not read)."""
-    manifest, problem = _first_member(archive)
-    if manifest is None:
+    data, problem = _first_member(archive)
+    if data is None:
         yield problem
         return
     expected = {snapshot.member_name(p): f for p, f in snapshot.files().items()}
@@ -102,12 +107,11 @@ def _member_problems(snapshot: Snapshot, archive: Path) -> Iterator[str]:
                 continue
             first = False
             try:
-                inner = json.loads(manifest or b"null")
-            except ValueError:
-                yield "its manifest is not valid JSON"
+                inner = parse_manifest(data, f"{archive}")
+            except ManifestError as e:
+                yield f"its manifest {e.problem}"
                 continue
-            outer = {k: v for k, v in snapshot.manifest.items() if k not in STORE_ONLY_KEYS}
-            if inner != outer:
+            if inner != snapshot.manifest.in_archive():
                 yield "its manifest differs from the store's record"
             continue
         name = posixpath.normpath(member.name)
@@ -119,35 +123,35 @@ def _member_problems(snapshot: Snapshot, archive: Path) -> Iterator[str]:
         seen.add(name)
         yield from _entry_problems(entry, member)
     for name in sorted(expected.keys() - seen):
-        yield f"lacks {expected[name]['path']}, which the manifest lists"
+        yield f"lacks {expected[name].path}, which the manifest lists"
 
 
-def _id_problem(manifest: dict, snapshot_id: str) -> str:
+def _id_problem(manifest: Manifest, snapshot_id: str) -> str:
     """Why the files the record lists do not earn the id they are stored under ("" if
     they do): each member is checked against the list, the list here against the id."""
     try:
         records = [
             (p, kind, mode, content) for p, kind, mode, _, content in manifest_records(manifest)
         ]
-        derived = id_of(records, manifest.get("code_root_in_archive") or "")
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        derived = id_of(records, manifest.prefix)
+    except ValueError as e:
         return f"its list of files is not a manifest's ({e})"
     if derived != snapshot_id:
         return "its files do not have its id (the entry was forged, or damaged consistently)"
     return ""
 
 
-def _entry_problems(entry: dict, member: Member) -> Iterator[str]:
-    path = entry["path"]
-    if member.type != entry.get("type"):
-        yield f"{path} is a {member.type} in the archive, a {entry.get('type')} in the manifest"
+def _entry_problems(entry: FileRecord, member: Member) -> Iterator[str]:
+    path = entry.path
+    if member.type != entry.type:
+        yield f"{path} is a {member.type} in the archive, a {entry.type} in the manifest"
     elif member.type == "link":
-        if member.target != entry.get("target"):
-            yield f"{path} links to {member.target}, the manifest says {entry.get('target')}"
+        if member.target != entry.target:
+            yield f"{path} links to {member.target}, the manifest says {entry.target}"
     else:
-        if f"{member.mode & 0o7777:o}" != entry.get("mode"):
-            yield f"{path} has mode {member.mode & 0o7777:o}, the manifest says {entry.get('mode')}"
-        if member.sha256 != entry.get("sha256"):
+        if f"{member.mode & 0o7777:o}" != entry.mode_text:
+            yield f"{path} has mode {member.mode & 0o7777:o}, the manifest says {entry.mode_text}"
+        if member.sha256 != entry.sha256:
             yield f"{path} does not have the sha256 the manifest records"
 
 
@@ -183,12 +187,12 @@ class Verifier:
             self.broke(snapshot_id, record, RECORD_SUFFIX, str(e))
             return
         archive = snapshot.require_archive()
-        if snapshot.manifest.get("id") != snapshot_id:
+        if snapshot.manifest.id != snapshot_id:
             self.damaged(snapshot_id, archive, "its record names another id")
         problem = _id_problem(snapshot.manifest, snapshot_id)
         if problem:
             self.damaged(snapshot_id, record, problem)
-        elif snapshot.manifest.get("id") == snapshot_id:
+        elif snapshot.manifest.id == snapshot_id:
             self.good[(snapshot_id, RECORD_SUFFIX)] = record
         found = []
         try:
@@ -202,7 +206,7 @@ class Verifier:
                 snapshot_id, archive, ARCHIVE_SUFFIX, f"its sha256 is not the recorded one{also}"
             )
         else:
-            if archive.stat().st_size != snapshot.manifest.get("archive_bytes"):
+            if archive.stat().st_size != snapshot.manifest.archive_bytes:
                 self.broke(snapshot_id, archive, ARCHIVE_SUFFIX, "its size is not the recorded one")
             for problem in found:
                 self.damaged(snapshot_id, archive, problem)
@@ -305,23 +309,18 @@ def _inode(path: Path) -> tuple[int, int]:
 
 def _recorded_sha256(record: Path) -> str | None:
     try:
-        found = json.loads(record.read_bytes()).get("archive_sha256")
-    except (OSError, ValueError, AttributeError):
+        return parse_manifest(record.read_bytes(), record).archive_sha256
+    except (OSError, SnapshotError):
         return None
-    return found if isinstance(found, str) else None
 
 
 def _record_of(data: bytes, snapshot_id: str) -> bool:
     """``data`` is a record of ``snapshot_id`` whose files earn that id."""
     try:
-        manifest = json.loads(data)
-    except ValueError:
+        manifest = parse_manifest(data, snapshot_id)
+    except SnapshotError:
         return False
-    return (
-        isinstance(manifest, dict)
-        and manifest.get("id") == snapshot_id
-        and not _id_problem(manifest, snapshot_id)
-    )
+    return manifest.id == snapshot_id and not _id_problem(manifest, snapshot_id)
 
 
 def verify(layout: Layout, references: list[str], repair: bool = False) -> Report:

@@ -134,9 +134,9 @@ class Finder:
         if stored is None:
             answer.notes.append(f"snapshot {job.snapshot[:SHORT]} is no longer in the store")
             return
-        git = stored.manifest.get("git") or {}
-        answer.commit = git.get("commit")
-        answer.dirty = git.get("dirty") if git else None
+        git = stored.manifest.git
+        answer.commit = git.commit if git else None
+        answer.dirty = git.dirty if git else None
 
     def _check_mtime(self, answer: Answer, job: Job) -> None:
         ended = parse_time((job.end or {}).get("time"))

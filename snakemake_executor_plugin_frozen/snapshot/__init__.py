@@ -5,9 +5,17 @@ It never imports Snakemake, and importing it stays cheap (``pathspec``, ``tarfil
 and ``importlib.metadata`` are imported when first needed).
 """
 
-from .archive import extract
-from .manifest import read_manifest
+from .archive import extract, read_manifest
+from .manifest import Manifest
 from .model import PackResult, SelectionSettings, SnapshotError
 from .pack import pack
 
-__all__ = ["PackResult", "SelectionSettings", "SnapshotError", "extract", "pack", "read_manifest"]
+__all__ = [
+    "Manifest",
+    "PackResult",
+    "SelectionSettings",
+    "SnapshotError",
+    "extract",
+    "pack",
+    "read_manifest",
+]

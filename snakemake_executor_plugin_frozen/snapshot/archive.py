@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import posixpath
 import shutil
@@ -38,6 +37,7 @@ from .archive_format import (
     shortened,
 )
 from .hashing import CHUNK
+from .manifest import FileRecord, Manifest, ManifestError, parse_manifest
 from .model import SnapshotError
 from .rules import is_within, leaves
 
@@ -152,6 +152,22 @@ def read_member(archive: Path, name: str) -> bytes:
     raise SnapshotError(f"{archive} holds no {name}: it is not a snakemake-frozen snapshot")
 
 
+def read_manifest(path_or_archive: Path) -> Manifest:
+    """The manifest of a snapshot, from its record (``<id>.json``, a rule-log copy), its
+    archive (``<id>.tar.zst``) or an extracted folder."""
+    path = Path(path_or_archive)
+    try:
+        if path.is_dir():
+            data = (path / MANIFEST_NAME).read_bytes()
+        elif path.suffix == ".json":
+            data = path.read_bytes()
+        else:
+            data = read_member(path, MANIFEST_NAME)
+    except OSError as e:
+        raise SnapshotError(f"cannot read the manifest of {path}: {e.strerror}") from e
+    return parse_manifest(data, path)
+
+
 def _refuse(archive: Path, name: str, why: str) -> SnapshotError:
     return SnapshotError(f"refusing to extract {archive}: member {name!r} {why}")
 
@@ -225,22 +241,21 @@ def _write_member(
         os.fchmod(out.fileno(), _file_mode(member.mode, read_only))
 
 
-def _recorded_members(archive: Path, data: bytes) -> tuple[dict[str, dict], int]:
+def _recorded_members(archive: Path, data: bytes) -> tuple[dict[str, FileRecord], int]:
     """The manifest's entries by member name, and its total of file bytes."""
     try:
-        manifest = json.loads(data)
-        prefix = manifest.get("code_root_in_archive") or ""
-        total = manifest["bytes"]
-        entries = {}
-        for entry in manifest["files"]:
-            path = entry["path"]
-            name = posixpath.normpath(f"{prefix}/{path}") if prefix else path
-            entries["/".join(p for p in name.split("/") if p not in ("", "."))] = entry
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
-        raise _refuse(archive, MANIFEST_NAME, f"is not a snapshot manifest ({e})") from e
-    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        manifest = parse_manifest(data, archive)
+    except ManifestError as e:
+        raise _refuse(archive, MANIFEST_NAME, e.problem) from e
+    if manifest.bytes is None:
         raise _refuse(archive, MANIFEST_NAME, "records no total of bytes")
-    return entries, total
+    prefix = manifest.prefix
+    entries = {}
+    for entry in manifest.files:
+        path = entry.path
+        name = posixpath.normpath(f"{prefix}/{path}") if prefix else path
+        entries["/".join(p for p in name.split("/") if p not in ("", "."))] = entry
+    return entries, manifest.bytes
 
 
 class _Extraction:
@@ -251,7 +266,8 @@ class _Extraction:
         self.archive, self.dest, self.root, self.read_only = archive, dest, root, read_only
         self.seen: set[str] = set()
         self.made: set[str] = set()  # folders
-        self.recorded: dict[str, dict] | None = None  # by member name; once the manifest is in
+        # By member name, once the manifest is in.
+        self.recorded: dict[str, FileRecord] | None = None
         self.allowed = 0  # bytes of files the manifest records, and those written so far
         self.written = 0
         self.root_length = len(os.fsencode(os.readlink(f"/proc/self/fd/{root}")))
@@ -331,17 +347,17 @@ class _Extraction:
         if member.isdir():
             return
         kind = "link" if member.issym() else "file"
-        if not isinstance(entry, dict) or entry.get("type") != kind:
+        if entry is None or entry.type != kind:
             raise _refuse(self.archive, name, f"is a {kind} the manifest does not list")
         if member.issym():
-            if entry.get("target") != member.linkname:
+            if entry.target != member.linkname:
                 raise _refuse(self.archive, name, "links elsewhere than the manifest records")
             return
-        if member.size != entry.get("size"):
+        if member.size != entry.size:
             raise _refuse(
                 self.archive,
                 name,
-                f"has size {member.size}, the manifest records {entry.get('size')}",
+                f"has size {member.size}, the manifest records {entry.size}",
             )
         if self.written + member.size > self.allowed:
             raise _refuse(

@@ -15,7 +15,6 @@ nodes check it on the same open file they extract, so what they run is what was 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +29,7 @@ from .archive import (
 )
 from .entries import FILE, LINK, Entry
 from .hashing import CHUNK
-from .manifest import STORE_ONLY_KEYS
+from .manifest import Manifest, ManifestError, parse_manifest
 from .model import SnapshotError
 
 if TYPE_CHECKING:
@@ -64,33 +63,34 @@ def expected_members(entries: list[Entry], digests: dict[str, str], prefix: str)
     }
 
 
-def manifest_records(manifest: dict) -> list[tuple[str, str, int, int, str]]:
+def manifest_records(manifest: Manifest) -> list[tuple[str, str, int, int, str]]:
     """The manifest's files as (path, type, mode, size, content sha256 or link target);
-    raises KeyError, TypeError or ValueError on a list that is not a manifest's."""
+    a ValueError for a record that lacks one of them."""
     records = []
-    for f in manifest["files"]:
-        if f["type"] == LINK:
-            records.append((f["path"], LINK, 0o777, 0, f["target"]))
+    for f in manifest.files:
+        if f.type == LINK:
+            if f.target is None:
+                raise ValueError(f"the link {f.path!r} records no target")
+            records.append((f.path, LINK, 0o777, 0, f.target))
         else:
-            records.append((f["path"], f["type"], int(f["mode"], 8), f["size"], f["sha256"]))
+            if f.mode is None or f.size is None or f.sha256 is None:
+                raise ValueError(f"the file {f.path!r} records no mode, size or sha256")
+            records.append((f.path, f.type, f.mode, f.size, f.sha256))
     return records
 
 
-def _listed(manifest: dict, prefix: str) -> Expected:
-    """The manifest's file list in the shape of ``expected_members``."""
-    return {member_name(r[0], prefix): r[1:] for r in manifest_records(manifest)}
-
-
-def _check_manifest(data: bytes, record: dict, snapshot: str, expected: Expected) -> None:
+def _check_manifest(data: bytes, record: Manifest, snapshot: str, expected: Expected) -> None:
     try:
-        manifest = json.loads(data)
-        prefix = manifest.get("code_root_in_archive") or ""
-        listed = _listed(manifest, prefix)
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        manifest = parse_manifest(data, MANIFEST_NAME)
+        prefix = manifest.prefix
+        listed = {member_name(r[0], prefix): r[1:] for r in manifest_records(manifest)}
+    except ManifestError as e:
+        raise NotEarned(f"its manifest is not a snapshot manifest ({e.problem})") from e
+    except ValueError as e:
         raise NotEarned(f"its manifest is not a snapshot manifest ({e})") from e
-    if manifest.get("id") != snapshot:
-        raise NotEarned(f"its manifest names the id {str(manifest.get('id'))[:64]!r}")
-    if manifest != {k: v for k, v in record.items() if k not in STORE_ONLY_KEYS}:
+    if manifest.id != snapshot:
+        raise NotEarned(f"its manifest names the id {manifest.id[:64]!r}")
+    if manifest != record.in_archive():
         raise NotEarned("its manifest is not the store's record of it")
     if listed != expected:
         missing = sorted(expected.keys() - listed.keys())
@@ -135,7 +135,7 @@ def _manifest(tar: tarfile.TarFile, first: tarfile.TarInfo) -> bytes:
     return data.read(first.size)
 
 
-def earn(archive: Path, record: dict, snapshot: str, expected: Expected) -> None:
+def earn(archive: Path, record: Manifest, snapshot: str, expected: Expected) -> None:
     """Read ``archive`` once and prove it holds exactly ``expected``, under the manifest
     ``record`` of the id ``snapshot``, with the record's sha256 and size; else NotEarned
     (or a SnapshotError when it cannot be read at all)."""
@@ -154,5 +154,5 @@ def earn(archive: Path, record: dict, snapshot: str, expected: Expected) -> None
                 raise NotEarned(f"it lacks {min(remaining)!r}, one of the tree's files")
         sha256 = source.read_to_end()
         size = os.fstat(source.f.fileno()).st_size
-    if sha256 != record.get("archive_sha256") or size != record.get("archive_bytes"):
+    if sha256 != record.archive_sha256 or size != record.archive_bytes:
         raise NotEarned("its sha256 or size is not the one its record names")

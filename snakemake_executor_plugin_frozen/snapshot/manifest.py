@@ -1,303 +1,513 @@
-"""The provenance record of a snapshot: what it holds, where and how it was taken.
+"""The manifest, the provenance record of a snapshot: a typed value (``Manifest``) with one
+reader (``parse_manifest``) and one writer (``Manifest.encode``).
 
-The same record is stored twice: inside the archive as ``.frozen/manifest.json`` (the first
-member) and in the store as ``<id>.json``, which adds the archive's own sha256 and size.
+The same record is stored three ways: inside the archive as ``.frozen/manifest.json`` (the
+first member), in the store as ``<id>.json``, which adds the archive's own sha256 and size
+(``archive_sha256``, ``archive_bytes``: see ``record_bytes``), and as copies of that beside
+the rule logs (``code-<id12>.json``). ``provenance.py`` gathers what a new one records;
+``archive.read_manifest`` reads one from any of those files.
+
+Versions: ``format`` is the version of the record's shape, 1 for every manifest written so
+far. Within format 1 the shape only grew: a record lacking a later key holds None there,
+which means what the versions without it did: ``code_root_in_archive`` (no prefix, as no
+file came from outside the code root: see ``Manifest.prefix``) and the selection's
+``data_excluded`` and ``data_excluded_paths`` (none). ``programs`` and ``conda_envs`` are
+there only when a run recorded them, a file's ``original`` and ``link_to`` only for the
+files that have them, and ``archive_sha256`` and ``archive_bytes`` only in the store's
+record. Any other change to the shape (a key added, renamed or removed, a value's
+meaning) takes a new ``FORMAT`` and a reader of both: this one refuses a format or a key
+it does not know rather than misread a record, which is evidence.
+
+Any other key a record lacks reads as None too ("not recorded"; every writer wrote them,
+so only a hand-made or damaged record lacks one): what a command needs and does not find is that
+command's refusal. The reader checks each value's type, not how the values agree (whether
+the files earn the id, add up to ``bytes``, ...): ``earn``, ``verify`` and the extraction
+check that against the archive.
+
+The writer gives exactly the bytes the plugin has always written, the records of older
+versions included: one top-level key per line, one file per line (readable, greppable and
+diffable line by line), by the C encoder (``indent`` would fall back to the slow
+pure-Python one). A key every version wrote is written as null when None; a key that some
+records lack is left out when None.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
-from .archive import MANIFEST_NAME, read_member
-from .entries import LINK, Entry
-from .git import GitBatch, diff_limited
-from .model import SelectionSettings, SnapshotError
-from .rules import leaves
-from .select import ADDED_BACK, EXPLICIT, Selection, normalise_suffixes
+from .entries import FILE, LINK
+from .model import SnapshotError
 
 FORMAT = 1
 PLUGIN = "snakemake-executor-plugin-frozen"
-DATA_SHOWN = 10  # data paths listed in the record; the count covers them all
-# Top-level keys a caller may add to a new manifest (see ``record/environment.py``).
-ENVIRONMENT_EXTRA_KEYS = ("programs", "conda_envs")
 _encode = json.JSONEncoder().encode
+_P = TypeVar("_P")
 
 
-def _text(output: bytes | None) -> str | None:
-    """git's answer as text; None for no answer or an empty one."""
-    if output is None:
-        return None
-    return output.decode(errors="replace").strip() or None
+class ManifestError(SnapshotError):
+    """A manifest that cannot be read: not JSON, not a manifest, a format or key this
+    version does not know, a value of the wrong type. ``problem`` says what, as the end of
+    a sentence about the manifest ("is not valid JSON (...)"), for callers that name the
+    file their own way."""
+
+    def __init__(self, source: str, problem: str, advice: str) -> None:
+        super().__init__(f"the manifest of {source} {problem}; {advice}")
+        self.problem = problem
 
 
-def _without_credentials(url: str | None) -> str | None:
-    if not url:
-        return url
-    from urllib.parse import urlsplit, urlunsplit  # here: only a new manifest needs it
-
-    parts = urlsplit(url)
-    if "@" not in parts.netloc or not parts.scheme:
-        return url  # scp-like "user@host:path" names an account, not a secret
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+_DAMAGED = (
+    "it was not written by snakemake-frozen (or by a newer version of it), or was damaged "
+    "since: snakemake-frozen verify tells more, and verify --repair puts a stored one back "
+    "from a rule-log copy"
+)
 
 
-# One part per path, each named the same way whatever the user's configuration (renames,
-# relative paths, prefixes, path quoting), so that ``diff_limited`` can read its path.
-_DIFF = [
-    *("-c", "core.quotePath=true", "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff"),
-    *("--no-textconv", "--no-renames", "--no-relative", "--src-prefix=a/", "--dst-prefix=b/"),
-]
+# -- the parts ------------------------------------------------------------------------------
 
 
-def start_git_record(root: str, excludes: list[str], spool: Path) -> GitBatch:
-    """The git commands of ``git_record``, started now: they run while the files are read
-    (``spool``: see ``GitBatch``)."""
-    commands = [
-        ["rev-parse", "--show-prefix", "--verify", "-q", "HEAD^{commit}"],
-        [*_DIFF, "--", ".", *excludes],
-        ["config", "--get", "remote.origin.url"],
-        ["symbolic-ref", "-q", "--short", "HEAD"],
-    ]
-    return GitBatch(commands, root, spool)
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One file or symbolic link of the snapshot, as the archive holds it."""
 
+    path: str  # relative to the code root (``../`` first for a file outside it)
+    type: str  # FILE or LINK
+    size: int | None = None  # a file's bytes
+    mode: int | None = None  # a file's permission bits (written in octal, "644")
+    sha256: str | None = None  # a file's content
+    target: str | None = None  # a link's target
+    original: str | None = None  # a file named explicitly outside the code root: its path
+    link_to: str | None = None  # a link out of the code root, stored as content: its target
 
-def git_record(started: GitBatch, root: str, untracked: list[str], paths: Iterable[str]) -> dict:
-    """Commit, branch, remote, dirty flag, the uncommitted diff and the untracked files,
-    from the commands of ``start_git_record``.
+    @property
+    def mode_text(self) -> str | None:
+        """The mode as the JSON holds it: octal, "644"."""
+        return None if self.mode is None else f"{self.mode:o}"
 
-    The diff (``git diff HEAD --binary``, limited to the code root) covers only ``paths``
-    (root-relative: the packed files and the selected ones deleted from the tree): a
-    credential left out of the archive, or a file excluded by ``--exclude`` or
-    ``.frozenignore``, must not be recorded through its diff either. Git is asked for the
-    code root's whole diff less the hard-excluded folders, whose tracked data could dwarf
-    the code (a list of every path would not fit a command line), and the parts of other
-    files are dropped. It is stored as text when it is valid UTF-8 and as base64 otherwise
-    (``diff_encoding``). Without any commit there is nothing to diff against: every file
-    is uncommitted and the archive itself is the record.
-    """
-    commit_out, diff_out, remote, branch = (
-        run.stdout if run.returncode == 0 else None for run in started.wait()
-    )
-    # ``--show-prefix`` first (the code root below the top, maybe empty), then the commit.
-    prefix, _, commit_out = (commit_out or b"").rstrip(b"\n").rpartition(b"\n")
-    commit = _text(commit_out)
-    diff = b""
-    if commit:
-        if diff_out is None:
-            raise SnapshotError(f"git diff HEAD failed in {root}; cannot record the changes")
-        diff = diff_limited(diff_out, {prefix + os.fsencode(path) for path in paths})
-    try:
-        diff_text, encoding = diff.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        import base64
+    def as_json(self) -> dict[str, object]:
+        if self.type == LINK:
+            return {"path": self.path, "type": LINK, "target": self.target}
+        fields: dict[str, object] = {"path": self.path, "type": self.type, "size": self.size}
+        fields |= {"mode": self.mode_text, "sha256": self.sha256}
+        if self.original is not None:
+            fields["original"] = self.original
+        if self.link_to is not None:
+            fields["link_to"] = self.link_to
+        return fields
 
-        diff_text, encoding = base64.b64encode(diff).decode(), "base64"
-    return {
-        "commit": commit,
-        "branch": _text(branch),
-        "remote": _without_credentials(_text(remote)),
-        "dirty": commit is None or bool(diff) or bool(untracked),
-        "diff": diff_text,
-        "diff_encoding": encoding,
-        "untracked": sorted(untracked),
-    }
-
-
-def _name_version(dist) -> tuple[str | None, str | None]:
-    # Only the two headers are needed: reading them directly is several times faster than
-    # ``dist.metadata``, which parses the whole file with the email parser.
-    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
-    headers = {}
-    for line in text.splitlines():
-        if not line:
-            break
-        key, _, value = line.partition(":")
-        if key in ("Name", "Version"):
-            headers[key] = value.strip()
-    return headers.get("Name"), headers.get("Version")
-
-
-def environment() -> dict:
-    """Python, Snakemake and every installed distribution, without importing any of them."""
-    import platform
-    from importlib import metadata
-
-    def version(name: str) -> str | None:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    distributions: dict[str, str] = {}
-    for dist in metadata.distributions():
-        name, found = _name_version(dist)
-        if name and found and name not in distributions:  # the first on sys.path wins
-            distributions[name] = found
-    return {
-        "python": {
-            "version": platform.python_version(),
-            "implementation": platform.python_implementation(),
-            "executable": sys.executable,
-            "platform": platform.platform(),
-        },
-        "snakemake": version("snakemake"),
-        "tool": {"name": PLUGIN, "version": version(PLUGIN)},
-        "distributions": dict(sorted(distributions.items(), key=lambda kv: kv[0].lower())),
-    }
-
-
-def environment_fields(extra: Mapping[str, object] | None) -> dict[str, object]:
-    """The caller's environment record for the manifest's top level, checked: only the
-    ``ENVIRONMENT_EXTRA_KEYS``, each value encodable as JSON."""
-    fields = dict(extra or {})
-    unknown = sorted(set(fields) - set(ENVIRONMENT_EXTRA_KEYS))
-    if unknown:
-        raise SnapshotError(
-            f"environment_extra may only hold {', '.join(ENVIRONMENT_EXTRA_KEYS)}, not "
-            f"{', '.join(unknown)}"
+    def line(self) -> str:
+        """``as_json`` encoded, built here (not by ``json``: thousands per pack)."""
+        path = _encode(self.path)
+        if self.type == LINK:
+            return f'{{"path": {path}, "type": "{LINK}", "target": {_encode(self.target)}}}'
+        mode = "null" if self.mode is None else f'"{self.mode:o}"'
+        line = (
+            f'{{"path": {path}, "type": "{self.type}", "size": {_encode(self.size)}, '
+            f'"mode": {mode}, "sha256": {_encode(self.sha256)}'
         )
-    for key, value in fields.items():
-        try:
-            _encode(value)
-        except (TypeError, ValueError) as e:
-            raise SnapshotError(f"environment_extra[{key!r}] is not JSON: {e}") from None
+        if self.original is not None:
+            line += f', "original": {_encode(self.original)}'
+        if self.link_to is not None:
+            line += f', "link_to": {_encode(self.link_to)}'
+        return line + "}"
+
+
+# The parts below are written (``_json``) and read (``_part``) field by field, in the
+# order of their fields, which is the order of their keys in the JSON.
+
+
+@dataclass(frozen=True, slots=True)
+class SelectionRecord:
+    """The settings and findings of the selection (``select.py``), as the pack applied them."""
+
+    discovery: str | None = None  # "git" or "walk"
+    exclude_folders: tuple[str, ...] | None = None
+    code_suffixes: tuple[str, ...] | None = None  # normalised (".py")
+    exclude: tuple[str, ...] | None = None
+    frozenignore: tuple[str, ...] | None = None  # the lines of .frozenignore
+    max_size_mb: int | float | None = None
+    skip_size_check: bool | None = None
+    extra_excluded_dirs: tuple[str, ...] | None = None
+    store: str | None = None
+    explicit: tuple[str, ...] | None = None  # sorted: the files named explicitly
+    added_back: tuple[str, ...] | None = None  # sorted: gitignored code files packed
+    data_excluded: int | None = None  # how many paths were left out as data (absent: 0)
+    data_excluded_paths: tuple[str, ...] | None = None  # the first DATA_SHOWN of them
+    warnings: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GitRecord:
+    """The git state of the code root (None outside git)."""
+
+    commit: str | None = None  # None: no commit yet
+    branch: str | None = None
+    remote: str | None = None  # origin's URL, without credentials
+    dirty: bool | None = None
+    diff: str | None = None  # ``git diff HEAD`` of the packed files, see ``diff_encoding``
+    diff_encoding: str | None = None  # "utf-8", or "base64" for a diff that is not UTF-8
+    untracked: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PythonRecord:
+    version: str | None = None
+    implementation: str | None = None
+    executable: str | None = None
+    platform: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRecord:
+    name: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramRecord:
+    """A program at the head of a ``shell:`` command (``programs.py``): its real path,
+    size and sha256 (all None when not found; the sha256 alone when not hashed)."""
+
+    name: str
+    path: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CondaEnvRecord:
+    """A conda environment file a rule names, relative to the code root when inside it."""
+
+    path: str
+    sha256: str | None = None  # None: unreadable
+    rules: tuple[str, ...] = ()
+
+
+# Keys that the first records lack: not written when None.
+_LATER_KEYS = frozenset(("code_root_in_archive", "data_excluded", "data_excluded_paths"))
+
+
+def _json(part: object) -> dict[str, object] | None:
+    """A part (or None) as the JSON holds it: each field in order, tuples as lists."""
+    if part is None:
+        return None
+    fields = {}
+    for name in part.__dataclass_fields__:  # type: ignore[attr-defined]
+        value = getattr(part, name)
+        if value is not None or name not in _LATER_KEYS:
+            fields[name] = list(value) if isinstance(value, tuple) else value
     return fields
 
 
-def _user() -> str:
-    try:
-        import getpass
+@dataclass(frozen=True, slots=True)
+class EnvironmentRecord:
+    """The software around the code: Python, Snakemake and every installed distribution,
+    and, from a run, the programs and conda environments its rules use (None: not recorded,
+    as by ``snakemake-frozen pack``). At the manifest's top level in the JSON."""
 
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (containers)
-        return str(os.getuid())
+    python: PythonRecord | None = None
+    snakemake: str | None = None
+    tool: ToolRecord | None = None  # this plugin, its version
+    distributions: dict[str, str] | None = None  # name -> version, by name
+    programs: tuple[ProgramRecord, ...] | None = None
+    conda_envs: tuple[CondaEnvRecord, ...] | None = None
 
-
-def _file_line(entry: Entry, digests: dict[str, str]) -> str:
-    """The JSON record of one entry (built here, not by ``json``: thousands per pack)."""
-    path = _encode(entry.path)
-    if entry.kind == LINK:
-        return f'{{"path": {path}, "type": "{LINK}", "target": {_encode(entry.target)}}}'
-    line = (
-        f'{{"path": {path}, "type": "{entry.kind}", "size": {entry.size}, '
-        f'"mode": "{entry.mode:o}", "sha256": "{digests[entry.path]}"'
-    )
-    if leaves(entry.path):
-        line += f', "original": {_encode(entry.source)}'  # named explicitly, outside the root
-    if entry.outside:
-        line += f', "link_to": {_encode(entry.outside)}'  # a link out of the root, as content
-    return line + "}"
-
-
-def _diffed(selection: Selection, entries: list[Entry]) -> set[str]:
-    """The paths whose diff the record holds: the packed ones, and the selected ones that
-    are gone from the tree (their deletion is the change; the diff shows only committed
-    content). Not a selected path that exists but was not packed (a folder, a pipe)."""
-    packed = {e.path for e in entries}
-    root = selection.root
-    return packed | {
-        p
-        for p in selection.paths
-        if p not in packed and not leaves(p) and not os.path.lexists(f"{root}/{p}")
-    }
+    def fields(self) -> Iterator[tuple[str, object]]:
+        yield "python", _json(self.python)
+        yield "snakemake", self.snakemake
+        yield "tool", _json(self.tool)
+        yield "distributions", self.distributions
+        if self.programs is not None:
+            yield "programs", [_json(p) for p in self.programs]
+        if self.conda_envs is not None:
+            yield "conda_envs", [_json(e) for e in self.conda_envs]
 
 
-def build_manifest(
-    snapshot_id: str,
-    selection: Selection,
-    settings: SelectionSettings,
-    store: Path,
-    entries: list[Entry],
-    digests: dict[str, str],
-    warnings: tuple[str, ...],
-    prefix: str,
-    git: GitBatch | None,
-    extra: Mapping[str, object] | None = None,
-) -> bytes:
-    """The manifest, encoded (``dumps``); ``git``: the started ``start_git_record``, None
-    outside git; ``extra``: checked ``environment_fields``, recorded after the Python
-    environment (the id does not depend on them: it is given)."""
-    # Imported here, as the other modules only a new manifest needs: reading one, or a
-    # pack of a stored snapshot, does without them.
-    import socket
-    from datetime import UTC, datetime
-
-    found = selection.discovery
-    diffed = _diffed(selection, entries) if git is not None else ()
-    fields = {
-        "format": FORMAT,
-        "id": snapshot_id,
-        "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "user": _user(),
-        "host": socket.gethostname(),
-        "root": selection.root,
-        "code_root_in_archive": prefix,
-        "file_count": len(entries),
-        "bytes": sum(e.size for e in entries),
-        "selection": {
-            "discovery": found.mode,
-            "exclude_folders": list(settings.exclude_folders),
-            "code_suffixes": list(normalise_suffixes(settings.code_suffixes)),
-            "exclude": list(settings.exclude),
-            "frozenignore": selection.frozenignore,
-            "max_size_mb": settings.max_size_mb,
-            "skip_size_check": settings.skip_size_check,
-            "extra_excluded_dirs": [str(d) for d in settings.extra_excluded_dirs],
-            "store": str(store),
-            "explicit": sorted(p for p, how in selection.origin.items() if how == EXPLICIT),
-            "added_back": sorted(p for p, how in selection.origin.items() if how == ADDED_BACK),
-            "data_excluded": len(selection.data_excluded),
-            "data_excluded_paths": selection.data_excluded[:DATA_SHOWN],
-            "warnings": list(warnings),
-        },
-        "git": None
-        if git is None
-        else git_record(git, selection.root, selection.untracked, diffed),
-        **environment(),
-        **(extra or {}),
-    }
-    return dumps(fields, [_file_line(e, digests) for e in entries])
+# Top-level keys of the environment, and those only a run records.
+ENVIRONMENT_KEYS = ("python", "snakemake", "tool", "distributions", "programs", "conda_envs")
+ENVIRONMENT_EXTRA_KEYS = ("programs", "conda_envs")
 
 
-def dumps(fields: dict, files: list[str]) -> bytes:
-    """JSON with one top-level key per line (``fields``, then ``files``: the encoded file
-    records) and one file per line: readable, greppable and diffable line by line, and
-    written by the C encoder (``indent`` would fall back to the slow pure-Python one)."""
-    lines = [f"{_encode(key)}: {_encode(value)}" for key, value in fields.items()]
-    lines.append('"files": [\n' + ",\n".join(files) + "\n]")
-    return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The record of one snapshot (see the module's docstring for which keys may be None)."""
 
+    id: str
+    files: tuple[FileRecord, ...]  # by path
+    format: int = FORMAT
+    created: str | None = None  # UTC, "2026-12-07T14:59:22Z"
+    user: str | None = None
+    host: str | None = None
+    root: str | None = None  # the code root, absolute
+    code_root_in_archive: str | None = None  # see ``prefix``
+    file_count: int | None = None
+    bytes: int | None = None  # the files' total size
+    selection: SelectionRecord | None = None
+    git: GitRecord | None = None  # None: outside git (or not recorded)
+    environment: EnvironmentRecord = EnvironmentRecord()
+    archive_sha256: str | None = None  # the store's record only
+    archive_bytes: int | None = None  # the store's record only
+    # Where it was read from, for messages ("" for a new one); not part of the record.
+    source: str = field(default="", compare=False, repr=False)
 
-# Added by the store to its record of the archive's manifest: not in the archive's copy.
-STORE_ONLY_KEYS = ("archive_sha256", "archive_bytes")
+    @property
+    def prefix(self) -> str:
+        """The folder of the archive holding the code root ("" without outside files)."""
+        return self.code_root_in_archive or ""
+
+    def code_root(self) -> str:
+        """``root``; a SnapshotError when the record names none."""
+        if self.root is None:
+            raise SnapshotError(
+                f"the manifest of {self.source or 'snapshot ' + self.id[:12]} names no code "
+                f"root ('root'); {_DAMAGED}"
+            )
+        return self.root
+
+    def in_archive(self) -> Manifest:
+        """The archive's own copy of this record: without the store's ``archive_*`` keys."""
+        return replace(self, archive_sha256=None, archive_bytes=None)
+
+    def _fields(self) -> Iterator[tuple[str, object]]:
+        """The top-level keys but ``files`` and the store's, in the order written."""
+        yield from (("format", self.format), ("id", self.id), ("created", self.created))
+        yield from (("user", self.user), ("host", self.host), ("root", self.root))
+        if self.code_root_in_archive is not None:  # absent in the first records (_LATER_KEYS)
+            yield "code_root_in_archive", self.code_root_in_archive
+        yield from (("file_count", self.file_count), ("bytes", self.bytes))
+        yield "selection", _json(self.selection)
+        yield "git", _json(self.git)
+        yield from self.environment.fields()
+
+    def _store_fields(self) -> list[tuple[str, object]]:
+        if self.archive_sha256 is None and self.archive_bytes is None:
+            return []
+        return [("archive_sha256", self.archive_sha256), ("archive_bytes", self.archive_bytes)]
+
+    def as_json(self) -> dict[str, object]:
+        """The record as the JSON holds it (``json.loads`` of ``encode``)."""
+        fields = dict(self._fields())
+        fields["files"] = [f.as_json() for f in self.files]
+        return fields | dict(self._store_fields())
+
+    def encode(self) -> bytes:
+        """The writer: the record's JSON, exactly as the plugin writes it."""
+        lines = [f"{_encode(key)}: {_encode(value)}" for key, value in self._fields()]
+        lines.append('"files": [\n' + ",\n".join(f.line() for f in self.files) + "\n]")
+        lines += [f"{_encode(key)}: {_encode(value)}" for key, value in self._store_fields()]
+        return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
 
 
 def record_bytes(manifest: bytes, archive_sha256: str, archive_bytes: int) -> bytes:
-    """The store's record: the encoded ``manifest`` with the archive's sha256 and size
-    as two more top-level keys."""
-    tail = f',\n"archive_sha256": "{archive_sha256}",\n"archive_bytes": {archive_bytes}\n}}\n'
-    return manifest.removesuffix(b"\n}\n") + tail.encode()
+    """The store's record from the archive's copy as ``encode`` wrote it: the same bytes as
+    ``replace(m, archive_sha256=..., archive_bytes=...).encode()``, without encoding the file
+    list again."""
+    tail = f',\n"archive_sha256": {_encode(archive_sha256)},\n"archive_bytes": {archive_bytes}'
+    return manifest.removesuffix(b"\n}\n") + tail.encode() + b"\n}\n"
 
 
-def read_manifest(path_or_archive: Path) -> dict:
-    """The manifest of a snapshot, from ``<id>.json``, ``<id>.tar.zst`` or an extracted folder."""
-    path = Path(path_or_archive)
+# -- the reader -----------------------------------------------------------------------------
+
+
+class _Malformed(Exception):
+    """What is wrong, and where ("files[3].size is "x", not a whole number")."""
+
+
+def _shown(value: object) -> str:
+    text = _encode(value) if isinstance(value, str | int | float | bool) or value is None else ""
+    kind = {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+    return text[:40] + ("..." if len(text) > 40 else "") if text else kind
+
+
+def _keys(d: object, known: Iterable[str], where: str) -> dict:
+    """``d`` as an object whose keys are all ``known``."""
+    if type(d) is not dict:
+        raise _Malformed(f"{where} is {_shown(d)}, not an object")
+    unknown = d.keys() - set(known)
+    if unknown:
+        names = ", ".join(sorted(map(repr, unknown)))[:200]
+        raise _Malformed(f"{where or 'it'} holds a key this version does not know ({names})")
+    return d
+
+
+def _reader(fits: Callable[[Any], bool], what: str, *, required: bool = False) -> _Read:
+    """The reader of a value that ``fits`` (else it is not ``what``), None when absent or
+    null unless ``required``."""
+
+    def read(d: dict, key: str, where: str) -> Any:
+        value = d.get(key)
+        if (value is None and not required) or fits(value):
+            return value
+        shown = _shown(value) if key in d else "missing"
+        raise _Malformed(f"{f'{where}.{key}' if where else key} is {shown}, not {what}")
+
+    return read
+
+
+_Read = Callable[[dict, str, str], Any]
+_str = _reader(lambda v: type(v) is str, "a string")
+_count = _reader(lambda v: type(v) is int and v >= 0, "a whole number")
+_objects = _reader(lambda v: type(v) is list, "a list")
+_string_list = _reader(
+    lambda v: type(v) is list and all(type(s) is str for s in v), "a list of strings"
+)
+
+
+def _strings(d: dict, key: str, where: str) -> tuple[str, ...] | None:
+    values = _string_list(d, key, where)
+    return None if values is None else tuple(values)
+
+
+# How each type of a part's field is read from the JSON (lists become tuples).
+_READ_AS: dict[str, _Read] = {
+    "str": _reader(lambda v: type(v) is str, "a string", required=True),
+    "str | None": _str,
+    "int | None": _count,
+    "int | float | None": _reader(lambda v: type(v) in (int, float), "a number"),
+    "bool | None": _reader(lambda v: type(v) is bool, "true or false"),
+    "tuple[str, ...] | None": _strings,
+    "tuple[str, ...]": lambda d, key, where: _strings(d, key, where) or (),
+}
+
+
+def _part(cls: type[_P], d: object, where: str) -> _P:
+    """A part of the record (a dataclass whose fields all have a type of ``_READ_AS``)
+    from its JSON object ``d``."""
+    fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    _keys(d, fields, where)
+    assert isinstance(d, dict)
+    return cls(**{name: _READ_AS[f.type](d, name, where) for name, f in fields.items()})
+
+
+def _parts(cls: type[_P], values: list | None, where: str) -> tuple[_P, ...] | None:
+    if values is None:
+        return None
+    return tuple(_part(cls, value, f"{where}[{i}]") for i, value in enumerate(values))
+
+
+_FILE_KEYS = frozenset(FileRecord.__dataclass_fields__)
+_MODES: dict[str, int] = {}  # octal text -> mode, as met
+
+
+def _mode(text: object, where: str) -> int:
+    if type(text) is str and 0 < len(text) <= 4 and set(text) <= set("01234567"):
+        return _MODES.setdefault(text, int(text, 8))
+    raise _Malformed(f"{where}.mode is {_shown(text)}, not an octal mode")
+
+
+def _file(d: object, i: int) -> FileRecord:
+    """A file record, read here rather than by ``_part``: thousands per manifest (the
+    usual case is checked at once, the readers only tell what is wrong), its mode octal."""
+    if type(d) is not dict or not _FILE_KEYS.issuperset(d):
+        _keys(d, _FILE_KEYS, f"files[{i}]")
+    assert isinstance(d, dict)
+    get = d.get
+    path, kind, size, mode, sha256 = map(get, ("path", "type", "size", "mode", "sha256"))
+    target, original, link_to = get("target"), get("original"), get("link_to")
+    if not (
+        type(path) is str
+        and kind in (FILE, LINK)
+        and (size is None or (type(size) is int and size >= 0))
+        and (sha256 is None or type(sha256) is str)
+        and (target is None or type(target) is str)
+        and (original is None or type(original) is str)
+        and (link_to is None or type(link_to) is str)
+    ):
+        where = f"files[{i}]"
+        if type(path) is not str:
+            raise _Malformed(f"{where}.path is {_shown(path)}, not a path")
+        if kind not in (FILE, LINK):
+            raise _Malformed(f"{where}.type is {_shown(kind)}, not {FILE!r} or {LINK!r}")
+        _count(d, "size", where)
+        for key in ("sha256", "target", "original", "link_to"):
+            _str(d, key, where)
+    if mode is not None:
+        mode = _MODES.get(mode) if type(mode) is str else None
+        if mode is None:
+            mode = _mode(get("mode"), f"files[{i}]")
+    return FileRecord(path, kind, size, mode, sha256, target, original, link_to)
+
+
+def _environment(m: dict) -> EnvironmentRecord:
+    distributions = m.get("distributions")
+    if distributions is not None and not (
+        type(distributions) is dict and all(type(v) is str for v in distributions.values())
+    ):
+        raise _Malformed(f"distributions is {_shown(distributions)}, not names and versions")
+    python, tool = m.get("python"), m.get("tool")
+    return EnvironmentRecord(
+        python=None if python is None else _part(PythonRecord, python, "python"),
+        snakemake=_str(m, "snakemake", ""),
+        tool=None if tool is None else _part(ToolRecord, tool, "tool"),
+        distributions=distributions,
+        programs=_parts(ProgramRecord, _objects(m, "programs", ""), "programs"),
+        conda_envs=_parts(CondaEnvRecord, _objects(m, "conda_envs", ""), "conda_envs"),
+    )
+
+
+def environment_parts(extra: dict[str, object]) -> dict[str, object]:
+    """The typed ``programs`` and ``conda_envs`` of ``extra`` (their JSON shape, as
+    ``programs.environment_record`` gives it); ValueError naming what is wrong."""
     try:
-        if path.is_dir():
-            data = (path / MANIFEST_NAME).read_bytes()
-        elif path.suffix == ".json":
-            data = path.read_bytes()
-        else:
-            data = read_member(path, MANIFEST_NAME)
-        manifest = json.loads(data)
-    except OSError as e:
-        raise SnapshotError(f"cannot read the manifest of {path}: {e.strerror}") from e
+        parsed = _environment({k: extra[k] for k in ENVIRONMENT_EXTRA_KEYS if k in extra})
+    except _Malformed as e:
+        raise ValueError(str(e)) from None
+    return {k: getattr(parsed, k) for k in ENVIRONMENT_EXTRA_KEYS if k in extra}
+
+
+# The top-level keys: the Manifest's own fields read by their type, and the others.
+_SCALARS = ("created", "user", "host", "root", "code_root_in_archive", "file_count", "bytes")
+_STORE_KEYS = ("archive_sha256", "archive_bytes")
+_TOP_KEYS = frozenset(
+    ("format", "id", *_SCALARS, "selection", "git", "files", *_STORE_KEYS, *ENVIRONMENT_KEYS)
+)
+
+
+def _manifest(m: dict, source: str) -> Manifest:
+    _keys(m, _TOP_KEYS, "")
+    files, selection, git = _objects(m, "files", ""), m.get("selection"), m.get("git")
+    if files is None:
+        raise _Malformed("files is missing")
+    fields = Manifest.__dataclass_fields__
+    return Manifest(
+        id=m["id"],
+        files=tuple([_file(f, i) for i, f in enumerate(files)]),
+        format=m["format"],
+        **{k: _READ_AS[fields[k].type](m, k, "") for k in (*_SCALARS, *_STORE_KEYS)},
+        selection=None if selection is None else _part(SelectionRecord, selection, "selection"),
+        git=None if git is None else _part(GitRecord, git, "git"),
+        environment=_environment(m),
+        source=source,
+    )
+
+
+def parse_manifest(data: bytes | str, source: object) -> Manifest:
+    """The reader: the manifest ``data`` (the JSON of any version) read from ``source``
+    (named in messages); a ManifestError saying what is wrong and what to do when it is
+    not valid JSON, not a snakemake-frozen manifest, of a format this version does not
+    read, or holds a key or a value of a type that no version wrote."""
+    where = str(source)
+    try:
+        m = json.loads(data)
     except ValueError as e:
-        raise SnapshotError(f"the manifest of {path} is not valid JSON: {e}") from e
-    if not isinstance(manifest, dict) or "id" not in manifest:
-        raise SnapshotError(f"{path} holds no snakemake-frozen manifest")
-    return manifest
+        raise ManifestError(where, f"is not valid JSON ({e})", _DAMAGED) from e
+    if type(m) is not dict or type(m.get("id")) is not str or "format" not in m:
+        raise ManifestError(where, "is no snakemake-frozen manifest (no id or format)", _DAMAGED)
+    version = m["format"]
+    if version != FORMAT or type(version) is not int:
+        tool = m.get("tool")
+        writer = (
+            f" (written by {tool.get('name')} {tool.get('version')})" if type(tool) is dict else ""
+        )
+        raise ManifestError(
+            where,
+            f"has format {_shown(version)}{writer}, and this version of {PLUGIN} reads format "
+            f"{FORMAT} only",
+            "read it with the version that wrote it, or a newer one",
+        )
+    try:
+        return _manifest(m, where)
+    except _Malformed as e:
+        raise ManifestError(where, f"is malformed: {e}", _DAMAGED) from None

@@ -14,8 +14,20 @@ from .earn import earn, expected_members
 from .entries import LINK, Entry, archive_prefix, check_size, copy_mode, inspect
 from .git import GitBatch, exclude_pathspecs
 from .hashing import ArchiveCheck, StatCache, changed_error, read_verified, snapshot_id
-from .manifest import build_manifest, environment_fields, record_bytes, start_git_record
+from .manifest import Manifest, record_bytes
 from .model import DEFAULT_SETTINGS, PackResult, SelectionSettings, SnapshotError
+from .provenance import (
+    diffed,
+    environment,
+    environment_fields,
+    file_records,
+    git_record,
+    host,
+    now,
+    selection_record,
+    start_git_record,
+    user,
+)
 from .select import ADDED_BACK, Selection, select
 from .store import Store
 
@@ -139,7 +151,7 @@ class _Packing:
             except SnapshotError as e:  # NotEarned, or not readable as an archive at all
                 self._replace(snapshot, str(e))
                 return None
-            stored = record["archive_sha256"], record["archive_bytes"]
+            stored = record.archive_sha256, record.archive_bytes
             self.archive_check.know(snapshot, keys, stored, stamp)
         self.store.restrict(snapshot, copy_mode(self.entries))
         return stored
@@ -212,31 +224,36 @@ class _Packing:
         git: GitBatch | None,
         snapshot: str,
         archived: dict[str, str],
-    ) -> tuple[Stored, dict | None]:
+    ) -> tuple[Stored, Manifest | None]:
         """Finish the archive with its manifest and move it into the store with its record;
         returns what was written, and the record of an earlier pack that stored it first."""
-        manifest = build_manifest(
-            snapshot,
-            self.selection,
-            self.settings,
-            self.store.path,
-            self.entries,
-            archived,
-            tuple(self.warnings),
-            self.prefix,
-            git,
-            self.environment_extra,
-        )
+        selection, entries = self.selection, self.entries
+        manifest = Manifest(
+            id=snapshot,
+            files=file_records(entries, archived),
+            created=now(),
+            user=user(),
+            host=host(),
+            root=selection.root,
+            code_root_in_archive=self.prefix,
+            file_count=len(entries),
+            bytes=sum(e.size for e in entries),
+            selection=selection_record(selection, self.settings, self.store.path, self.warnings),
+            git=None
+            if git is None
+            else git_record(git, selection.root, selection.untracked, diffed(selection, entries)),
+            environment=environment(self.environment_extra),
+        ).encode()
         archive_sha256, archive_bytes = writer.finish(manifest)
         record = record_bytes(manifest, archive_sha256, archive_bytes)
         earlier = self.store.commit(snapshot, tmp, record, copy_mode(self.entries))
         return (archive_sha256, archive_bytes), earlier
 
     def _committed(
-        self, snapshot: str, written: Stored, earlier: dict | None
+        self, snapshot: str, written: Stored, earlier: Manifest | None
     ) -> tuple[str, Stored, bool]:
         if earlier is not None:
-            return snapshot, (earlier["archive_sha256"], earlier["archive_bytes"]), False
+            return snapshot, (earlier.archive_sha256, earlier.archive_bytes), False
         keys = self.store.stat_keys(snapshot)
         if keys is not None:
             self.archive_check.know(snapshot, keys, written, None)

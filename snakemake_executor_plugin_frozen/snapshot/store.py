@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from .manifest import Manifest, parse_manifest
 from .model import SnapshotError
 from .probe import CACHEDIR_SIGNATURE, CACHEDIR_TAG, StatKey, stat_key
 
@@ -45,13 +45,15 @@ class Store:
     def record_path(self, snapshot_id: str) -> Path:
         return self.path / f"{snapshot_id}.json"
 
-    def load_record(self, snapshot_id: str) -> dict | None:
-        """The stored record of ``snapshot_id``, or None if that snapshot is not complete."""
+    def load_record(self, snapshot_id: str) -> Manifest | None:
+        """The stored record of ``snapshot_id``, or None if that snapshot is not complete
+        (or its record cannot be read)."""
+        path = self.record_path(snapshot_id)
         try:
-            record = json.loads(self.record_path(snapshot_id).read_bytes())
-        except (OSError, ValueError):
+            record = parse_manifest(path.read_bytes(), path)
+        except (OSError, SnapshotError):
             return None
-        complete = isinstance(record, dict) and {"archive_sha256", "archive_bytes"} <= record.keys()
+        complete = record.archive_sha256 is not None and record.archive_bytes is not None
         if not complete or not self.archive_path(snapshot_id).is_file():
             return None
         return record
@@ -142,7 +144,7 @@ class Store:
         finally:
             os.close(fd)
 
-    def commit(self, snapshot_id: str, archive: Path, record: bytes, mode: int) -> dict | None:
+    def commit(self, snapshot_id: str, archive: Path, record: bytes, mode: int) -> Manifest | None:
         """Move a finished archive in and write its record, both with ``mode``, unless
         ``snapshot_id`` is stored.
 

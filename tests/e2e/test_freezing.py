@@ -95,7 +95,7 @@ def test_queued_and_later_jobs_run_submission_time_code(tmp_path: Path) -> None:
     archives = sorted((workdir / ".snakemake" / "frozen_logs").glob("rule_*/code-*.tar.zst"))
     assert {a.parent.name for a in archives} == {"rule_queued", "rule_gate", "rule_later"}
     manifest = read_manifest(archives[0])
-    paths = {f["path"] for f in manifest["files"]}
+    paths = {f.path for f in manifest.files}
     assert {"Snakefile", "rules/record.smk", "src/srcpkg/__init__.py"} <= paths
     assert "out/gate.txt" not in paths
 

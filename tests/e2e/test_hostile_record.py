@@ -436,7 +436,7 @@ def test_which_restore_and_verify_take_nothing_from_outside(
     said = owner.frozen(s.workdir, "restore", s.b.id, str(dest), "--output", "results/b.tsv")
     assert said.code == 0, str(said)
     assert "snakemake-frozen reproduce results/b.tsv" in said.out, said
-    assert set(tree_files(dest)) == {f["path"] for f in read_manifest(s.b.manifest)["files"]}
+    assert set(tree_files(dest)) == {f.path for f in read_manifest(s.b.manifest).files}
 
     said = owner.frozen(s.workdir, "verify")
     copy = s.logdir / "rule_evil" / "code-0123456789ab.tar.zst"

@@ -47,5 +47,5 @@ def test_a_rerun_reuses_the_snapshot_and_outputs_stay_out(tmp_path: Path) -> Non
     assert first[0] == second[0]
     assert (first[1], second[1]) == ("new", "already stored")
     assert "output, log or benchmark file(s) of the workflow left out" in again.stderr
-    packed = {f["path"] for f in read_manifest(second[2])["files"]}
+    packed = {f.path for f in read_manifest(second[2]).files}
     assert packed == {"Snakefile", "helper.py"}

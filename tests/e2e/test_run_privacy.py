@@ -36,7 +36,7 @@ def test_copies_are_private_and_secrets_stay_out(tmp_path: Path) -> None:
     snapshot_files = [*store.glob("*.tar.zst"), *store.glob("[0-9a-f]*.json")]
     assert {mode(p) for p in snapshot_files} == {0o400}
     assert {mode(p) for p in store.glob("statcache-*")} == {0o600}  # paths and hashes
-    packed = {f["path"] for f in read_manifest(archive)["files"]}
+    packed = {f.path for f in read_manifest(archive).files}
     assert packed == {"Snakefile", "private_helper.py"}
     warning = next(line for line in result.stderr.splitlines() if "look like credentials" in line)
     assert all(name in warning for name in (".env", "id_rsa", "api_token.txt"))
@@ -56,8 +56,8 @@ def test_a_damaged_rule_log_copy_is_repaired_by_the_next_run(tmp_path: Path) -> 
     with open(archive, "r+b") as damaged:  # in place
         damaged.seek(100)
         damaged.write(b"\0" * 16)
-    assert file_sha256(stored) == read_manifest(record)["archive_sha256"]  # unharmed
+    assert file_sha256(stored) == read_manifest(record).archive_sha256  # unharmed
     again = run_snakemake(workdir, *LOCAL, "--forceall")
     assert "did not hold this tree's code" not in again.stderr  # the store was intact
-    assert file_sha256(archive) == read_manifest(record)["archive_sha256"]
+    assert file_sha256(archive) == read_manifest(record).archive_sha256
     assert mode(archive) == 0o400 and not os.path.samefile(archive, stored)

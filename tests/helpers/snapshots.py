@@ -107,12 +107,12 @@ def pack_tree(root: Path, store: Path | None = None, **kwargs) -> PackResult:
 
 def packed(result: PackResult) -> set[str]:
     """The paths the snapshot holds, according to its manifest."""
-    return {f["path"] for f in read_manifest(result.manifest)["files"]}
+    return {f.path for f in read_manifest(result.manifest).files}
 
 
 def manifest_records(result: PackResult) -> dict[str, dict]:
     """The manifest's record of each file the snapshot holds, by path."""
-    return {f["path"]: f for f in read_manifest(result.manifest)["files"]}
+    return {f.path: f.as_json() for f in read_manifest(result.manifest).files}
 
 
 def members(archive: Path) -> list[tarfile.TarInfo]:

@@ -110,10 +110,10 @@ def test_the_manifest_is_a_frame_of_its_own_and_tar_reads_the_whole(
 
 def test_store_record_is_the_manifest_plus_the_archive_hash(repo: Path, tmp_path: Path) -> None:
     result = pack_tree(repo)
-    record = read_manifest(result.manifest)
-    inside = read_manifest(result.archive)
+    record = read_manifest(result.manifest).as_json()
+    inside = read_manifest(result.archive).as_json()
     extract(result.archive, tmp_path / "out", None)
-    assert read_manifest(tmp_path / "out") == inside
+    assert read_manifest(tmp_path / "out").as_json() == inside
     assert record == {
         **inside,
         "archive_sha256": result.archive_sha256,
@@ -128,7 +128,7 @@ def test_manifest_records_provenance(repo: Path) -> None:
     (repo / "data/blob.bin").write_bytes(b"\xff\xfe" * 100)  # binary change
     (repo / "scripts/tool.py").write_text("print('edited')\n")
     write(repo, "new_untracked.py", "n = 1\n")
-    manifest = read_manifest(pack_tree(repo).manifest)
+    manifest = read_manifest(pack_tree(repo).manifest).as_json()
     assert manifest["user"] and manifest["host"] and manifest["created"].endswith("Z")
     assert manifest["root"] == str(repo.resolve())
     assert manifest["file_count"] == len(manifest["files"])
@@ -162,7 +162,7 @@ def test_manifest_records_provenance(repo: Path) -> None:
 
 def test_manifest_outside_git_has_no_git_record(tmp_path: Path) -> None:
     write(tmp_path / "plain", "a.py")
-    assert read_manifest(pack_tree(tmp_path / "plain").manifest)["git"] is None
+    assert read_manifest(pack_tree(tmp_path / "plain").manifest).git is None
 
 
 def _malicious(tmp_path: Path, build) -> Path:
@@ -270,7 +270,7 @@ def test_outside_files_lie_beside_the_code_root_in_the_archive(
         "nest/subdir/Snakefile",
         "nest/subdir/s/x.py",
     ]
-    manifest = read_manifest(result.manifest)
+    manifest = read_manifest(result.manifest).as_json()
     assert manifest["code_root_in_archive"] == "nest/subdir"
     assert manifest["selection"]["explicit"] == [str(p) for p in sorted(OUTSIDE)]
     records = {f["path"]: f for f in manifest["files"]}
@@ -288,12 +288,12 @@ def test_outside_files_lie_beside_the_code_root_in_the_archive(
     assert (code / "../../resources/test.txt").read_bytes() == b"outside\n"
     assert not (code / "../../resources/current.yaml").is_symlink()
     assert (code / "Snakefile").read_text() == "rule all:\n"
-    assert read_manifest(out)["id"] == result.id
+    assert read_manifest(out).id == result.id
 
 
 def test_without_outside_files_there_is_no_prefix(nested: Path) -> None:
     plain = pack_tree(nested)
-    assert plain.prefix == "" and read_manifest(plain.manifest)["code_root_in_archive"] == ""
+    assert plain.prefix == "" and read_manifest(plain.manifest).code_root_in_archive == ""
     assert [i.name for i in members(plain.archive)][1:] == ["Snakefile", "s/x.py"]
     with_outside = pack_tree(nested, explicit=OUTSIDE[:1], allow_outside=True)
     assert with_outside.id != plain.id

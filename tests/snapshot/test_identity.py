@@ -109,7 +109,7 @@ def test_unchanged_tree_reads_no_file_contents(repo: Path, monkeypatch: pytest.M
 
 
 def _packed_sha256(result: PackResult, path: str) -> str:
-    return next(f["sha256"] for f in read_manifest(result.manifest)["files"] if f["path"] == path)
+    return next(f.sha256 for f in read_manifest(result.manifest).files if f.path == path)
 
 
 def test_an_edit_between_two_packs_is_always_seen(repo: Path) -> None:
@@ -251,6 +251,6 @@ def test_of_two_racing_packs_the_first_stored_wins(repo: Path) -> None:
     late = store.temp_path(".tar.zst")
     late.write_bytes(b"another archive of the same code")
     earlier = store.commit(first.id, late, b'{"id": "late"}', 0o444)
-    assert earlier == json.loads(first.manifest.read_text())
+    assert earlier.as_json() == json.loads(first.manifest.read_text())
     assert first.archive.read_bytes() != b"another archive of the same code"
     late.unlink()

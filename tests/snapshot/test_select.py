@@ -354,7 +354,7 @@ def test_without_git_a_repository_is_selected_by_its_gitignore_files(
     assert packed(result) == {".gitignore", "a.py", "new.py"}
     assert any("git was not found" in w for w in result.warnings)
     manifest = read_manifest(result.manifest)
-    assert manifest["git"] is None and manifest["selection"]["discovery"] == "walk"
+    assert manifest.git is None and manifest.selection.discovery == "walk"
 
 
 def test_a_root_that_its_enclosing_repository_ignores_is_selected_as_a_plain_folder(
@@ -404,7 +404,7 @@ def test_outputs_logs_and_benchmarks_are_data_but_explicit_files_win(
         "config/config.yaml",
         "results/keep.py",
     }
-    selection = read_manifest(result.manifest)["selection"]
+    selection = read_manifest(result.manifest).as_json()["selection"]
     # logs/ is walked by git (it is not ignored), not by us; results/plots/ by neither.
     left_out = ["results/plots/", "results/summary.yaml", "scripts/made.py"]
     left_out += ["logs/a.log"] if mode == "git" else ["logs/"]
