@@ -9,15 +9,20 @@ from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_executor_plugin_frozen import shellwords
 from snakemake_executor_plugin_frozen.run_snapshot import RunSnapshot
-from snakemake_executor_plugin_frozen.workflow_sources import job_wildcards
+from snakemake_executor_plugin_frozen.workflow_sources import (
+    job_wildcards,
+    jobs_share_runtime_source_cache,
+)
 
 
 def frozen_general_args(snapshot: RunSnapshot, configs: list[Path], replace: bool) -> str:
     """The options every frozen job's Snakemake gets: ``configs`` the config files as
     ``workflow_sources.job_config_files`` gives them, ``replace`` its second answer."""
-    # Each job its own source cache: Snakemake's shared one is keyed by absolute path and
-    # would serve one snapshot's files to another.
-    args = ['--runtime-source-cache-path "$FROZEN_JOB_DIR/source-cache"']
+    args = []
+    if jobs_share_runtime_source_cache():
+        # Each job its own source cache: Snakemake's shared one is keyed by absolute path and
+        # would serve one snapshot's files to another.
+        args.append('--runtime-source-cache-path "$FROZEN_JOB_DIR/source-cache"')
     if configs:
         # Given last, the frozen copies win over the live paths Snakemake passes.
         args.append("--configfiles " + " ".join(snapshot.in_copy(c) for c in configs))

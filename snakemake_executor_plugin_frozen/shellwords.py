@@ -4,8 +4,9 @@ Snakemake builds a spawned job's command line as text for a shell, but quotes it
 Python: `format_cli_value` writes `repr(value)` (double quotes, in which bash expands `$(...)`
 and backticks, whenever the value holds a `'`; `\\n` for a newline, which bash keeps as a
 backslash and an `n`) and pastes values that merely start with a quote (`is_quoted`) without
-any quoting at all. In a batch script that is code execution on the node by a path or a
-wildcard value (issue 8, item 5).
+any quoting at all (version 8 of the interface, Snakemake before 8.6, quotes no string at
+all). In a batch script that is code execution on the node by a path or a wildcard value
+(issue 8, item 5).
 
 How the job's command is built instead (`bash_quoted_cli`, used by
 `Executor.format_job_exec`): for the duration of our own call, Snakemake's two value

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +48,24 @@ def _local_path(source: Any) -> str | None:
     if isinstance(source, str | os.PathLike):
         path = os.fspath(source)
         return None if "://" in path else path
-    get = getattr(source, "get_path_or_uri", None)
-    if get is None or type(source).__name__ != "LocalSourceFile":
+    if type(source).__name__ != "LocalSourceFile":
         return None
-    return get(secret_free=True)
+    return _path_or_uri(source)
+
+
+def _path_or_uri(source: Any) -> str:
+    """A Snakemake source file's path or URI, any token left out where Snakemake can (its
+    `secret_free` argument came with 9.13.5; before it, a local file's path is all there is)."""
+    try:
+        return source.get_path_or_uri(secret_free=True)
+    except TypeError:
+        return source.get_path_or_uri()
 
 
 def _rule_relative(path: str, rule: Any) -> str:
     if os.path.isabs(path):
         return path
-    return os.fspath(rule.basedir.join(path).get_path_or_uri(secret_free=True))
+    return os.fspath(_path_or_uri(rule.basedir.join(path)))
 
 
 def snakemake_sources(workflow: Any, jobs: Iterable[Any]) -> list[Path]:
@@ -129,15 +137,31 @@ def job_config_files(workflow: Any) -> tuple[list[Path], bool]:
     dropped the directives' files; so do the jobs, which get the command line's files only.
     """
     settings = getattr(workflow, "config_settings", None)
+    if not hasattr(settings, "replace_workflow_config"):
+        # Snakemake 8 has no --replace-workflow-config: its jobs, like its main process,
+        # lay the command line's files over the directives' (their frozen copies, given last
+        # here, win over whatever a `configfile:` directive re-read).
+        return config_files_in_load_order(workflow), False
     replaced = bool(
-        getattr(settings, "replace_workflow_config", False)
-        and getattr(settings, "overwrite_config", None)
+        settings.replace_workflow_config and getattr(settings, "overwrite_config", None)
     )
     if replaced:
         files = [Path(f).resolve() for f in workflow.overwrite_configfiles or ()]
         return list(dict.fromkeys(files)), True
     files = config_files_in_load_order(workflow)
     return files, bool(files)
+
+
+def jobs_share_runtime_source_cache() -> bool:
+    """Whether this Snakemake hands its jobs the main process's runtime source cache
+    (--runtime-source-cache-path, from 9.13.5 on): then each frozen job must be given one of
+    its own. Before, each job's Snakemake made a private one and knows no such option."""
+    try:
+        from snakemake.settings.types import WorkflowSettings
+    except ImportError:  # before 8.11, one module
+        from snakemake.settings import WorkflowSettings
+
+    return any(f.name == "runtime_source_cache_path" for f in fields(WorkflowSettings))
 
 
 def modules_imported_from(root: Path, modules: Iterable[Any]) -> dict[str, Path]:

@@ -5,7 +5,9 @@ through pytest's `pythonpath`); fixtures of one folder are in that folder's conf
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,15 @@ from helpers.users import (
     user_account_or_skip,
 )
 
+import snakemake_executor_plugin_frozen
 from snakemake_executor_plugin_frozen.record import gc
+
+
+def pytest_report_header() -> str:
+    """Which Snakemake, and which copy of the plugin, the run tests (scripts/test runs some
+    tests again with .venv-oldest, whose plugin is installed from a wheel)."""
+    plugin = Path(snakemake_executor_plugin_frozen.__file__).parent
+    return f"snakemake {version('snakemake')} ({sys.executable}); plugin {plugin}"
 
 
 @pytest.fixture(scope="session")

@@ -3,16 +3,19 @@
 import os
 import subprocess
 import time
+from importlib.metadata import version
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from packaging.version import Version
 from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_executor_plugin_frozen.workflow_sources import (
     changed_since,
     code_root_for,
     job_config_files,
+    jobs_share_runtime_source_cache,
     modules_imported_from,
     process_start_time,
     workflow_outputs,
@@ -98,6 +101,24 @@ def test_a_replaced_workflow_config_stays_replaced_in_jobs(tmp_path: Path) -> No
     assert job_config_files(only_config) == ([], True)
     # Without any config on the command line, Snakemake replaces nothing.
     assert job_config_files(workflow([wf], [], replace=True)) == ([wf], True)
+
+
+def test_snakemake_8_neither_replaces_nor_is_told_to(tmp_path: Path) -> None:
+    """Snakemake 8's config settings have no replace_workflow_config, nor its command line
+    --replace-workflow-config: its jobs get every file, the command line's last, as its main
+    process laid them."""
+    wf, cli = tmp_path / "wf.yaml", tmp_path / "cli.yaml"
+    snakemake_8 = SimpleNamespace(
+        configfiles=[wf, cli],
+        overwrite_configfiles=[cli],
+        config_settings=SimpleNamespace(overwrite_config={"k": 1}),
+    )
+    assert job_config_files(snakemake_8) == ([wf, cli], False)
+
+
+def test_jobs_share_the_runtime_source_cache_from_snakemake_9_13_5() -> None:
+    """The installed Snakemake's (both environments of scripts/test run this)."""
+    assert jobs_share_runtime_source_cache() == (Version(version("snakemake")) >= Version("9.13.5"))
 
 
 def test_outputs_logs_and_benchmarks_are_data(tmp_path: Path) -> None:

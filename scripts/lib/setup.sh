@@ -1,10 +1,12 @@
 # Sourced by scripts/demo and scripts/test: the virtual environment with the plugin installed
-# (editable, hatchling: Snakemake's plugin discovery sees it), the local SLURM cluster, and
-# the linter of the shell scripts (scripts/test runs it on every one).
+# (editable, hatchling: Snakemake's plugin discovery sees it), a second one with the oldest
+# Snakemake the plugin supports (scripts/test), the local SLURM cluster, and the linter of
+# the shell scripts (scripts/test runs it on every one).
 # shellcheck shell=bash
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 venv="$repo/.venv"
+oldest_venv="$repo/.venv-oldest"
 
 setup_python() {
     if [ ! -x "$venv/bin/python" ]; then
@@ -16,6 +18,43 @@ setup_python() {
     fi
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "${repo}[test]"
     export PATH="$venv/bin:$PATH"
+}
+
+# The lower bounds of pyproject.toml's Snakemake packages as pins, one a line
+# (snakemake==8.10, snakemake-interface-executor-plugins==9.4, ...).
+oldest_pins() {
+    python3 - "$repo/pyproject.toml" <<'PY'
+import re
+import sys
+import tomllib
+
+with open(sys.argv[1], "rb") as f:
+    for dependency in tomllib.load(f)["project"]["dependencies"]:
+        lower = re.fullmatch(r"(snakemake[a-z-]*)>=([0-9.]+),<[0-9.]+", dependency)
+        if lower:
+            print(f"{lower[1]}=={lower[2]}")
+PY
+}
+
+# .venv-oldest: the oldest Snakemake pyproject.toml allows, with the oldest interface
+# packages it allows, and the plugin as users install it: a wheel built from the checkout,
+# not an editable install (reinstalled every time, so that it is the checkout's code).
+setup_oldest_snakemake() {
+    local pins wheels wheel pip=("$oldest_venv/bin/python" -m pip --quiet --disable-pip-version-check)
+    mapfile -t pins < <(oldest_pins)
+    if ((${#pins[@]} != 3)); then
+        echo "error: expected 3 snakemake* lower bounds in pyproject.toml, found: ${pins[*]}" >&2
+        exit 1
+    fi
+    [ -x "$oldest_venv/bin/python" ] || python3 -m venv "$oldest_venv"
+    wheels=$(mktemp -d -t frozen-wheel.XXXXXX)
+    "$venv/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps \
+        --wheel-dir "$wheels" "$repo"
+    wheel=$(echo "$wheels"/snakemake_executor_plugin_frozen-*.whl)
+    "${pip[@]}" install "${pins[@]}" "${wheel}[test]"
+    "${pip[@]}" install --no-deps --force-reinstall "$wheel"
+    rm -rf -- "$wheels"
+    echo "oldest supported Snakemake in $oldest_venv: ${pins[*]}"
 }
 
 setup_cluster() {

@@ -9,13 +9,27 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from helpers.files import write
 from helpers.paths import WORKFLOWS
 from helpers.snapshots import git
+
+
+def snakemake_at_least(release: str) -> bool:
+    """Whether the Snakemake the tests run (in this process and as `python -m snakemake`:
+    this Python's) is `release` or newer. scripts/test runs the freezing tests and
+    Snakemake's executor test cases a second time with .venv-oldest, which has the oldest
+    Snakemake pyproject.toml allows."""
+    return Version(version("snakemake")) >= Version(release)
+
+
+# --replace-workflow-config came with Snakemake 9.0.
+KNOWS_REPLACE_WORKFLOW_CONFIG = snakemake_at_least("9.0")
 
 SUBMITTED_RE = re.compile(r"^Job \d+ submitted as (\S+) \(log: (\S+)\)$", re.MULTILINE)
 # The executor with local submission: no SLURM needed.
