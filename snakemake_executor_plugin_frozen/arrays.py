@@ -47,6 +47,18 @@ def batches(
     return alone, arrays
 
 
+def capped_limit(setting: int, maximum: int | None) -> tuple[int, str | None]:
+    """Tasks per array: ``--frozen-array-limit``, capped by the cluster's MaxArraySize
+    (``maximum``, None if unknown); and what to tell the user when it was capped."""
+    if maximum is None or maximum >= setting:
+        return max(setting, 1), None
+    note = (
+        f"the cluster's MaxArraySize is {maximum}: arrays of at most {maximum} tasks "
+        f"(--frozen-array-limit {setting})"
+    )
+    return max(maximum, 1), note
+
+
 def task_id(array_job_id: str, task: int) -> str:
     """How squeue and sacct name one task: ``<array job id>_<task>``."""
     return f"{array_job_id}_{task}"

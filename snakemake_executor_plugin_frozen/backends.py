@@ -21,6 +21,7 @@ from snakemake_interface_common.exceptions import WorkflowError
 
 from snakemake_executor_plugin_frozen.settings import ExecutorSettings
 from snakemake_executor_plugin_frozen.slurm import commands, status
+from snakemake_executor_plugin_frozen.slurm.call_budget import CallBudget
 from snakemake_executor_plugin_frozen.slurm.sbatch_options import node_list
 from snakemake_executor_plugin_frozen.slurm.status import Outcome
 from snakemake_executor_plugin_frozen.slurm.submit import (
@@ -73,7 +74,12 @@ def backend_for(settings: ExecutorSettings, run_id: str) -> "Backend":
         no_requeue=settings.no_requeue,
         exclude_nodes=frozenset(node_list(settings.exclude_failed_nodes)),
     )
-    return SbatchBackend(submit_settings, run_id, stuck_seconds=settings.stuck_minutes * 60)
+    return SbatchBackend(
+        submit_settings,
+        run_id,
+        stuck_seconds=settings.stuck_minutes * 60,
+        budget=CallBudget(settings.status_calls_per_minute),
+    )
 
 
 class SbatchBackend:
@@ -86,6 +92,7 @@ class SbatchBackend:
         run_name: str,
         stuck_seconds: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
+        budget: CallBudget | None = None,
     ) -> None:
         self.settings = settings
         self.run_name = run_name
@@ -94,7 +101,7 @@ class SbatchBackend:
         self.missing = status.MissingJobs(grace_seconds=stuck_seconds, clock=clock)
         self.stuck = status.StuckJobs(stuck_seconds, requeue=settings.requeue, clock=clock)
         self.used_clusters = False
-        self.status_calls = 0
+        self.budget = budget or CallBudget()
         self.excluded = set(settings.exclude_nodes)
 
     def submit(self, spec: JobSpec, token: str) -> tuple[str, list[str]]:
@@ -107,9 +114,8 @@ class SbatchBackend:
 
     async def states(self, job_ids: Sequence[str]) -> dict[str, JobEnd]:
         answer = await commands.query_states(
-            job_ids, self.run_name, self.since, clusters=self.used_clusters
+            job_ids, self.run_name, self.since, clusters=self.used_clusters, budget=self.budget
         )
-        self.status_calls += answer.calls
         found = answer.states
         # Absent from a partial answer says nothing about a job.
         asked = job_ids if answer.complete else list(found)
@@ -132,6 +138,10 @@ class SbatchBackend:
             # Given up on by Snakemake, such a job must not start later and write outputs.
             self.cancel([*given_up, *stuck])
         return ends
+
+    @property
+    def status_calls(self) -> int:
+        return self.budget.calls
 
     def exclude(self, nodes: str) -> None:
         """Later submissions of the run avoid the nodes a job failed on."""

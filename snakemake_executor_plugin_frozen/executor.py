@@ -6,7 +6,6 @@ backend (backends.py), and what is read of Snakemake beyond its interface
 (workflow_sources.py)."""
 
 import functools
-import sys
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -17,8 +16,8 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 
-from snakemake_executor_plugin_frozen import arrays, jobscript, journal, placed_jobs, shellwords
-from snakemake_executor_plugin_frozen.backends import Backend, backend_for
+from snakemake_executor_plugin_frozen import arrays, jobscript, placed_jobs, shellwords
+from snakemake_executor_plugin_frozen.backends import Backend, JobEnd, backend_for
 from snakemake_executor_plugin_frozen.job_command import bash_quoted_job_exec, frozen_general_args
 from snakemake_executor_plugin_frozen.job_tracking import JobTracker
 from snakemake_executor_plugin_frozen.leaks import leak_warnings
@@ -96,16 +95,8 @@ class Executor(RemoteExecutor):
         if self.settings.mode != "off":
             code = workflow_code(self.workflow, self.dag.jobs, workdir)
             self.snapshot, self.lease = take(code, self.layout, self.settings, self.run_id, self)
-        self.journal.note(
-            journal.run_started(
-                run=self.run_id,
-                snapshot=self.snapshot_id,
-                code_root=self.snapshot.code_root if self.snapshot else workdir,
-                workdir=workdir,
-                argv=sys.argv,
-                logdir=self.layout.logdir,
-            )
-        )
+        code_root = self.snapshot.code_root if self.snapshot else workdir
+        self.journal.started(self.snapshot_id, code_root, self.layout.logdir)
         self.journal.write()
 
     def say(self, message: str) -> None:
@@ -200,15 +191,10 @@ class Executor(RemoteExecutor):
 
     @functools.cached_property
     def array_limit(self) -> int:
-        limit = self.settings.array_limit
-        maximum = max_array_size()
-        if maximum is not None and maximum < limit:
-            self.say(
-                f"the cluster's MaxArraySize is {maximum}: arrays of at most {maximum} "
-                f"tasks (--frozen-array-limit {limit})"
-            )
-            limit = maximum
-        return max(limit, 1)
+        limit, note = arrays.capped_limit(self.settings.array_limit, max_array_size())
+        if note:
+            self.say(note)
+        return limit
 
     def submit(self, spec: JobSpec, token: str, what: str, jobs: list[JobExecutorInterface]):
         """Submit; on failure each job gets the error and None is returned."""
@@ -228,26 +214,23 @@ class Executor(RemoteExecutor):
 
     def submit_alone(self, p: PlacedJob) -> None:
         token = placed_jobs.submission_token()
-        comment = placed_jobs.slurm_comment(p.comment, self.snapshot_id, token)
-        spec = placed_jobs.alone_spec(p, self.run_id, self.layout.workdir, comment)
+        spec = placed_jobs.alone_spec(p, self.run_id, self.layout.workdir, self.snapshot_id, token)
         job_id = self.submit(spec, token, p.label, [p.job])
         if job_id is not None:
             self.track(p.job, job_id, spec.log_file(job_id))
 
     def submit_array(self, batch: list[PlacedJob]) -> None:
         label = placed_jobs.array_label(batch)
-        script = placed_jobs.array_script(batch, self.run_id)
         try:
-            text = arrays.render(f"{label}, run {self.run_id}", [p.script for p in batch])
-            placed_jobs.write_executable(script, text)
+            placed_jobs.write_array_script(batch, self.run_id)
         except OSError as e:
             for p in batch:
                 self.fail_unsubmitted(p.job, f"frozen: {label} not submitted: {e}")
             return
         token = placed_jobs.submission_token()
-        rule = batch[0].job.name
-        comment = placed_jobs.slurm_comment(f"rule_{rule}_array", self.snapshot_id, token)
-        spec = placed_jobs.array_spec(batch, self.run_id, self.layout.workdir, comment)
+        spec = placed_jobs.array_spec(
+            batch, self.run_id, self.layout.workdir, self.snapshot_id, token
+        )
         array_id = self.submit(spec, token, label, [p.job for p in batch])
         if array_id is None:
             return
@@ -287,37 +270,52 @@ class Executor(RemoteExecutor):
         if not active_jobs:
             return
         self.next_seconds_between_status_checks = TICK
-        if not self.tracker.query_due():
-            for job_info in active_jobs:
-                yield job_info
-            return
-        try:
-            async with self.status_rate_limiter:
-                ends = await self.backend.states([j.external_jobid for j in active_jobs])
-        except SlurmCommandError as e:
-            # The controller may be restarting; the jobs are still there, ask again later.
-            self.warn(f"status query failed, will retry: {e}")
-            ends = {}
-        self.tracker.queried(finished=bool(ends))
+        ends = self.tracker.hinted_ends()
+        if (answer := self.tracker.asking.answer()) is not None:
+            ends = {**self.take_answer(answer), **ends}
+        if not self.tracker.asking.busy and self.tracker.query_due():
+            ids = [j.external_jobid for j in active_jobs if j.external_jobid not in ends]
+            self.tracker.asking.start(self.ask([*ids, *self.tracker.confirming]))
         for job_info in active_jobs:
             end = ends.get(job_info.external_jobid)
             if end is None:
                 yield job_info
-                continue
-            self.tracker.forget(job_info.external_jobid)
-            log = job_info.aux["log"]
-            view, detail = job_view(log) if self.freezing else ("", "")
-            self.views.add(view, detail)
-            success = end.outcome is Outcome.SUCCESS
-            self.journal.ended(
-                job_info.job, job_info.external_jobid, success, end.state, end.node, view
-            )
-            if success:
-                self.report_job_success(job_info)
             else:
-                message = f"{end.message}\n{self.backend.log_label}: {log}\n"
-                self.report_job_error(job_info, msg=message, aux_logs=[str(log)])
+                self.end_job(job_info, end)
         self.journal.write()
+
+    async def ask(self, job_ids: list[str]) -> dict[str, JobEnd]:
+        try:
+            async with self.status_rate_limiter:
+                return await self.backend.states(job_ids)
+        except SlurmCommandError as e:
+            # The controller may be restarting; the jobs are still there, ask again later.
+            self.warn(f"status query failed, will retry: {e}")
+            return {}
+
+    def take_answer(self, answer: dict[str, JobEnd]) -> dict[str, JobEnd]:
+        """The ends of unfinished jobs; SLURM's word on those ended by their hints goes
+        into their journal records."""
+        found, confirmed = self.tracker.answered(answer)
+        for record, end in confirmed:
+            if warning := self.journal.confirmed(record, end):
+                self.warn(warning)
+        return found
+
+    def end_job(self, job_info: SubmittedJobInfo, end: JobEnd) -> None:
+        job_id = job_info.external_jobid
+        log = job_info.aux["log"]
+        view, detail = job_view(log) if self.freezing else ("", "")
+        self.views.add(view, detail)
+        success = end.outcome is Outcome.SUCCESS
+        record = self.journal.ended(job_info.job, job_id, success, end.state, end.node, view)
+        if not self.tracker.forget(job_id, kept=record):  # else noted once SLURM confirms
+            self.journal.note(record)
+        if success:
+            self.report_job_success(job_info)
+        else:
+            message = f"{end.message}\n{self.backend.log_label}: {log}\n"
+            self.report_job_error(job_info, msg=message, aux_logs=[str(log)])
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
         job_ids = [j.external_jobid for j in active_jobs] + [*self.tracker.unfinished]
@@ -334,6 +332,9 @@ class Executor(RemoteExecutor):
 
     def shutdown(self) -> None:
         super().shutdown()
+        # Not asked again to confirm the last jobs' ends: the run would wait for its turn.
+        for record in self.tracker.confirming.values():  # state EXIT 0: as the hint said
+            self.journal.note(record)
         self.journal.write()
         collect_garbage(self.layout, self.settings, self)  # this run's snapshot is leased
         if self.lease is not None:

@@ -70,8 +70,8 @@ def render(
 ) -> str:
     """The batch script; `python` runs the node helper's `run` (the interpreter Snakemake
     runs under, as for `FrozenEntry.python`). With `ended`, a file named after the job
-    (`<id>`, an array task `<arrayid>_<task>`) appears there once its command is over: a hint
-    for the executor to ask SLURM now rather than at its next poll. `single_rule`: the job
+    (`<id>`, an array task `<arrayid>_<task>`) appears there once its command is over, holding
+    its exit status and node: the executor's end hint (job_tracking.py). `single_rule`: the job
     is no group (see `node.supervise.WILL_EXIT`)."""
     lines = [
         "#!/bin/bash",
@@ -98,7 +98,11 @@ def render(
             "frozen_status=0",
             f'{run} "$BASH" "$0" {JOB_MODE} || frozen_status=$?',
             f'frozen_ended_as="{task}"',
-            f': > {quote(str(ended))}/"${{frozen_ended_as:-${{SLURM_JOB_ID:-unknown}}}}" || true',
+            'frozen_ended_as="${frozen_ended_as:-${SLURM_JOB_ID:-unknown}}"',
+            # Written aside and renamed: the executor never reads half a hint.
+            f'frozen_hint={quote(str(ended))}/"$frozen_ended_as"',
+            'printf \'%s %s\\n\' "$frozen_status" "${SLURMD_NODENAME-}" '
+            '2>/dev/null >"$frozen_hint.tmp" && mv -f "$frozen_hint.tmp" "$frozen_hint" || true',
             'exit "$frozen_status"',
         ]
     return "\n".join(lines) + "\n"

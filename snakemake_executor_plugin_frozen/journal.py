@@ -167,7 +167,9 @@ def ended(
     time: str | None = None,
 ) -> dict:
     """The ``ended`` record of one job: ``outcome`` "success" or "failed", ``state`` as SLURM
-    tells it ("COMPLETED", "FAILED", "TIMEOUT", ...), ``node`` where it ran ("" unknown),
+    tells it ("COMPLETED", "FAILED", "TIMEOUT", ...), or "EXIT 0" for a job that ended by
+    its own end hint of success which SLURM had not confirmed when the run ended
+    (job_tracking.py), ``node`` where it ran ("" unknown),
     ``view`` the view its log names ("mount", "python"; "" none: not frozen, or no log),
     ``outputs`` the ``output_facts`` of its outputs (left out when None)."""
     if outcome not in ("success", "failed"):

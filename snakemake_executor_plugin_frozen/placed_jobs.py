@@ -84,11 +84,13 @@ def slurm_comment(comment: str, snapshot_id: str | None, token: str) -> str:
     return f"{comment}{snapshot} {token}"
 
 
-def alone_spec(p: PlacedJob, run_id: str, workdir: Path, comment: str) -> JobSpec:
+def alone_spec(
+    p: PlacedJob, run_id: str, workdir: Path, snapshot_id: str | None, token: str
+) -> JobSpec:
     return JobSpec(
         job_label=p.label,
         job_name=run_id,
-        comment=comment,
+        comment=slurm_comment(p.comment, snapshot_id, token),
         # The run's tag too: local job ids restart every run, and SLURM's wrap around
         # or restart on a new cluster; no two jobs of two runs may share a log.
         log_path=p.job_dir / f"%j-{run_id[:8]}.log",
@@ -108,12 +110,22 @@ def array_script(batch: list[PlacedJob], run_id: str) -> Path:
     return first.rule_dir / f"array-{run_id[:8]}-{first.job.jobid}.sh"
 
 
-def array_spec(batch: list[PlacedJob], run_id: str, workdir: Path, comment: str) -> JobSpec:
+def write_array_script(batch: list[PlacedJob], run_id: str) -> Path:
+    """The array's batch script, which runs each task's own job script (arrays.render)."""
+    script = array_script(batch, run_id)
+    text = arrays.render(f"{array_label(batch)}, run {run_id}", [p.script for p in batch])
+    write_executable(script, text)
+    return script
+
+
+def array_spec(
+    batch: list[PlacedJob], run_id: str, workdir: Path, snapshot_id: str | None, token: str
+) -> JobSpec:
     first = batch[0]
     return JobSpec(
         job_label=array_label(batch),
         job_name=run_id,
-        comment=comment,
+        comment=slurm_comment(f"rule_{first.job.name}_array", snapshot_id, token),
         log_path=first.rule_dir / f"%A_%a-{run_id[:8]}.log",
         workdir=workdir,
         script=array_script(batch, run_id),

@@ -4,10 +4,13 @@
 What ran stays answerable (`snakemake-frozen which`, `reproduce`); failing to write it fails
 no job, it is said."""
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from snakemake_executor_plugin_frozen import journal
+from snakemake_executor_plugin_frozen.backends import JobEnd
+from snakemake_executor_plugin_frozen.slurm.status import Outcome
 from snakemake_executor_plugin_frozen.voice import Voice
 from snakemake_executor_plugin_frozen.workflow_sources import (
     job_inputs,
@@ -26,6 +29,18 @@ class RunJournal:
 
     def note(self, record: dict) -> None:
         self._pending.append(record)
+
+    def started(self, snapshot_id: str | None, code_root: Path, logdir: Path) -> None:
+        self.note(
+            journal.run_started(
+                run=self.run_id,
+                snapshot=snapshot_id,
+                code_root=code_root,
+                workdir=self.workdir,
+                argv=sys.argv,
+                logdir=logdir,
+            )
+        )
 
     def submitted(
         self, job: Any, job_id: str, log: Path, snapshot_id: str | None, mode: str
@@ -46,18 +61,30 @@ class RunJournal:
             )
         )
 
-    def ended(self, job: Any, job_id: str, success: bool, state: str, node: str, view: str) -> None:
-        self.note(
-            journal.ended(
-                run=self.run_id,
-                slurm_id=job_id,
-                outcome="success" if success else "failed",
-                state=state,
-                node=node,
-                view=view,
-                # What `snakemake-frozen reproduce` compares a rerun with.
-                outputs=journal.output_facts(job_outputs(job), self.workdir) if success else None,
-            )
+    def ended(self, job: Any, job_id: str, success: bool, state: str, node: str, view: str) -> dict:
+        """The job's ``ended`` record, its outputs' facts taken now; noted by the caller."""
+        return journal.ended(
+            run=self.run_id,
+            slurm_id=job_id,
+            outcome="success" if success else "failed",
+            state=state,
+            node=node,
+            view=view,
+            # What `snakemake-frozen reproduce` compares a rerun with.
+            outputs=journal.output_facts(job_outputs(job), self.workdir) if success else None,
+        )
+
+    def confirmed(self, record: dict, end: JobEnd) -> str | None:
+        """SLURM's word on a job that ended by its own hint of success: its state and node go
+        into the job's record, which is noted; what to say when SLURM saw no success."""
+        record["state"] = end.state or record["state"]
+        record["node"] = end.node or record["node"]
+        self.note(record)
+        if end.outcome is Outcome.SUCCESS:
+            return None
+        return (
+            f"job {record['slurm_id']} ended with exit status 0, but SLURM says: "
+            f"{end.message or end.state}"
         )
 
     def write(self) -> None:

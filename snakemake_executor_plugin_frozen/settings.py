@@ -173,6 +173,15 @@ class ExecutorSettings(ExecutorSettingsBase):
             "has not known it that long."
         },
     )
+    status_calls_per_minute: float = field(
+        default=10.0,
+        metadata={
+            "help": "Most status calls (sacct, squeue) a run makes a minute, evenly spaced and "
+            "never two within 3 s, however many jobs it has: the controller is shared. A job's "
+            "end is noticed from its own end hint within a second; SLURM confirms it in the "
+            "next call."
+        },
+    )
     gc_keep_last: int = field(
         default=0,
         metadata={

@@ -86,6 +86,8 @@ def check(settings: ExecutorSettings) -> None:
         )
     _at_least(settings, "array_limit", 1)
     _at_least(settings, "stuck_minutes", 0, above=True)
+    _at_least(settings, "status_calls_per_minute", 0, above=True)
+    _finite(settings, "status_calls_per_minute")
     _at_least(settings, "gc_keep_last", 0)
     _at_least(settings, "gc_older_than_days", 0)
     _finite(settings, "gc_older_than_days")

@@ -93,10 +93,12 @@ def test_arrays_are_cut_at_the_limit(tmp_path: Path) -> None:
 
 def test_log_names_carry_the_run_tag(tmp_path: Path) -> None:
     p = placed_jobs.place(Job("a", 1), tmp_path, RUN)
-    spec = placed_jobs.alone_spec(p, RUN, tmp_path, "c")
+    spec = placed_jobs.alone_spec(p, RUN, tmp_path, "f" * 64, "submission=1")
+    assert spec.comment == f"rule_a snapshot={'f' * 12} submission=1"
     assert spec.log_file("4711") == p.job_dir / "4711-0123abcd.log"
     batch = [placed_jobs.place(Job("a", i), tmp_path, RUN) for i in (7, 8, 9)]
-    array = placed_jobs.array_spec(batch, RUN, tmp_path, "c")
+    array = placed_jobs.array_spec(batch, RUN, tmp_path, None, "submission=2")
+    assert array.comment == "rule_a_array submission=2"
     assert array.array == "0-2"
     assert array.script == tmp_path / "rule_a" / "array-0123abcd-7.sh"
     assert array.task_log_file("50", 2) == tmp_path / "rule_a" / "50_2-0123abcd.log"

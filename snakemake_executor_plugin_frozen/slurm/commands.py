@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from .call_budget import CallBudget
 from .status import (
     SACCT_FORMAT,
     SQUEUE_FORMAT,
@@ -253,9 +254,16 @@ def _made_by_failed_call(
 
 
 async def _run_retrying(
-    argv: Sequence[str], timeout: float, attempts: int, retry_delay: float
+    argv: Sequence[str],
+    timeout: float,
+    attempts: int,
+    retry_delay: float,
+    budget: CallBudget | None = None,
 ) -> _Result:
+    """``budget``: each attempt waits for its turn (``CallBudget``)."""
     for attempt in range(1, max(attempts, 1) + 1):
+        if budget is not None:
+            await budget.turn()
         result = await _run_async(argv, timeout)
         if not _should_retry(result, attempt, attempts):
             break
@@ -271,7 +279,6 @@ class StatusAnswer:
     states: dict[str, JobState]
     # False when a source failed for some ids: their absence says nothing.
     complete: bool = True
-    calls: int = 0
 
 
 @dataclass
@@ -284,11 +291,10 @@ class _Query:
     timeout: float
     attempts: int
     retry_delay: float
-    calls: int = 0
+    budget: CallBudget | None = None
 
     async def run(self, argv: list[str]) -> _Result:
-        self.calls += 1
-        return await _run_retrying(argv, self.timeout, self.attempts, self.retry_delay)
+        return await _run_retrying(argv, self.timeout, self.attempts, self.retry_delay, self.budget)
 
     @property
     def _cluster_args(self) -> list[str]:
@@ -349,6 +355,7 @@ async def query_states(
     timeout: float = 60.0,
     attempts: int = 3,
     retry_delay: float = 1.0,
+    budget: CallBudget | None = None,
 ) -> StatusAnswer:
     """Current states of the given jobs of the run named ``run_name`` (its ``--job-name``),
     submitted after ``since``; jobs no source knows are left out of the answer.
@@ -358,12 +365,13 @@ async def query_states(
     pending array tasks not at all). Without usable accounting squeue answers for all,
     and the jobcomp log for jobs squeue has already forgotten. Raises ``StatusQueryError``
     if neither sacct nor squeue answered, so the caller does not take silence for missing
-    jobs; a partial answer says so (``complete=False``).
+    jobs; a partial answer says so (``complete=False``). Each call waits for its turn in
+    ``budget``.
     """
     ids = list(dict.fromkeys(job_ids))
     if not ids:
         return StatusAnswer({})
-    query = _Query(run_name, since, clusters, timeout, attempts, retry_delay)
+    query = _Query(run_name, since, clusters, timeout, attempts, retry_delay, budget)
     sacct_error: StatusQueryError | None = None
     try:
         states = await query.sacct()
@@ -403,7 +411,7 @@ async def query_states(
             states.update(await query.by_ids(missing, completion=True))
         except StatusQueryError as e:
             _log.debug("sacct -c unusable: %s", e)
-    return StatusAnswer(_per_job(ids, states), complete, query.calls)
+    return StatusAnswer(_per_job(ids, states), complete)
 
 
 def _per_job(ids: Sequence[str], states: dict[str, JobState]) -> dict[str, JobState]:

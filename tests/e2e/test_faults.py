@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.cluster import Clock, run_id_of, run_jobs, wait_for_sacct
+from helpers.cluster import Clock, no_wait, run_id_of, run_jobs, wait_for_sacct
 from helpers.snakemake import BackgroundRun, make_workflow, run_snakemake
 
 from snakemake_executor_plugin_frozen.backends import SbatchBackend
 from snakemake_executor_plugin_frozen.slurm import commands
+from snakemake_executor_plugin_frozen.slurm.call_budget import CallBudget
 from snakemake_executor_plugin_frozen.slurm.status import JobState
 from snakemake_executor_plugin_frozen.slurm.submit import SubmitSettings
 
@@ -31,23 +32,26 @@ def test_a_partial_status_answer_counts_no_job_missing(monkeypatch):
     not missing, however long it lasts; once both answer, absence counts again."""
     answers = []
 
-    async def query_states(job_ids, run_name, since, clusters=False):
+    async def query_states(job_ids, run_name, since, clusters=False, budget=None):
+        for _ in range(2):  # sacct, and squeue for the jobs sacct does not know
+            await budget.turn()
         return answers.pop(0)
 
     monkeypatch.setattr(commands, "query_states", query_states)
     cancelled = []
     monkeypatch.setattr(commands, "scancel", lambda ids, clusters: cancelled.extend(ids))
     clock = Clock(100.0)
-    backend = SbatchBackend(SubmitSettings(), "run", stuck_seconds=60, clock=clock)
+    budget = CallBudget(sleep=no_wait)
+    backend = SbatchBackend(SubmitSettings(), "run", stuck_seconds=60, clock=clock, budget=budget)
     running = {"1": JobState("RUNNING")}
     for _ in range(5):
-        answers.append(commands.StatusAnswer(running, complete=False, calls=2))
+        answers.append(commands.StatusAnswer(running, complete=False))
         assert asyncio.run(backend.states(["1", "2"])) == {}
         clock.now += 600
-    answers.append(commands.StatusAnswer(running, complete=True, calls=2))
+    answers.append(commands.StatusAnswer(running, complete=True))
     assert asyncio.run(backend.states(["1", "2"])) == {}
     clock.now += 61
-    answers.append(commands.StatusAnswer(running, complete=True, calls=2))
+    answers.append(commands.StatusAnswer(running, complete=True))
     ends = asyncio.run(backend.states(["1", "2"]))
     assert list(ends) == ["2"] and "has not been visible" in ends["2"].message
     # Given up on, so cancelled: should it turn up after all, it must not run.
@@ -56,7 +60,7 @@ def test_a_partial_status_answer_counts_no_job_missing(monkeypatch):
 
 
 def test_node_failures_exclude_the_node_from_later_submissions(monkeypatch):
-    async def query_states(job_ids, run_name, since, clusters=False):
+    async def query_states(job_ids, run_name, since, clusters=False, budget=None):
         states = {"1": JobState("NODE_FAIL", "0:0", nodes="node[2,5]"), "2": JobState("FAILED")}
         return commands.StatusAnswer(states)
 

@@ -56,3 +56,7 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+async def no_wait(seconds: float) -> None:
+    """A call budget's sleep that does not wait (the budget still counts the calls)."""
