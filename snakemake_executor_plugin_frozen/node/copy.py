@@ -1,6 +1,6 @@
 """The snapshot's copy in the per-user folder (see `scratch`): extracted, read-only, sealed.
 
-- The archive is hashed as it is extracted (`snapshot.archive.extract_at`): what lands in
+- The archive is hashed as it is extracted (`snapshot.extraction.extract_at`): what lands in
   the copy is what had the recorded sha256.
 - The copy is read-only (files 0444/0555, folders 0555) and sealed: `<id>.seal` holds the
   archive's sha256 and, for every entry, (path, type, mode, size, inode, mtime_ns,
@@ -270,7 +270,7 @@ def prepare_copy(base: int, copy: Path, archive: Path, archive_sha256: str) -> s
 
 def _extract(base: int, copy: Path, archive: Path, archive_sha256: str) -> None:
     from snakemake_executor_plugin_frozen.snapshot import SnapshotError
-    from snakemake_executor_plugin_frozen.snapshot.archive import DestinationError, extract_at
+    from snakemake_executor_plugin_frozen.snapshot.extraction import DestinationError, extract_at
 
     try:
         extract_at(archive, copy, base, archive_sha256, read_only=True)

@@ -5,7 +5,8 @@ It never imports Snakemake, and importing it stays cheap (``pathspec``, ``tarfil
 and ``importlib.metadata`` are imported when first needed).
 """
 
-from .archive import extract, read_manifest
+from .archive import read_manifest
+from .extraction import extract
 from .manifest import Manifest
 from .model import PackResult, SelectionSettings, SnapshotError
 from .pack import pack

@@ -12,6 +12,7 @@ MAX_DEPTH = 256
 PATH_MAX = 4096
 NAME_MAX = 255
 REGTYPE, SYMTYPE = b"0", b"2"
+FILE_TYPES = (REGTYPE, b"\0")  # a regular file: REGTYPE, and AREGTYPE of old archives
 
 
 def _zstd():

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .archive import (
-    FILE_TYPES,
     MANIFEST_MAX_BYTES,
     MANIFEST_NAME,
     is_sparse,
     open_archive,
     tar_members,
 )
+from .archive_format import FILE_TYPES
 from .entries import FILE, LINK, Entry
 from .hashing import CHUNK
 from .manifest import Manifest, ManifestError, parse_manifest

@@ -19,7 +19,14 @@ from helpers.records import make_site, run_cli
 from helpers.snapshots import special_member
 
 from snakemake_executor_plugin_frozen.dirfd import remove_tree
-from snakemake_executor_plugin_frozen.snapshot import SnapshotError, archive, extract, pack
+from snakemake_executor_plugin_frozen.snapshot import (
+    SnapshotError,
+    archive,
+    archive_format,
+    extract,
+    extraction,
+    pack,
+)
 from snakemake_executor_plugin_frozen.snapshot.archive import MANIFEST_NAME
 from snakemake_executor_plugin_frozen.snapshot.archive_write import _header
 
@@ -103,9 +110,8 @@ def peak_usage(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
         return wrapper
 
-    monkeypatch.setattr(archive.shutil, "rmtree", measured(shutil.rmtree, True))
-    if hasattr(archive, "remove_tree"):
-        monkeypatch.setattr(archive, "remove_tree", measured(archive.remove_tree, False))
+    monkeypatch.setattr(shutil, "rmtree", measured(shutil.rmtree, True))
+    monkeypatch.setattr(extraction, "remove_tree", measured(extraction.remove_tree, False))
     return peaks
 
 
@@ -278,7 +284,7 @@ def test_a_tree_deeper_than_a_snapshot_may_hold_is_refused_when_packed(tmp_path:
 
 
 def test_a_tree_as_deep_as_a_snapshot_may_hold_is_packed_and_extracted(tmp_path: Path) -> None:
-    deep = _deep_tree(tmp_path / "tree", archive.MAX_DEPTH - 1)
+    deep = _deep_tree(tmp_path / "tree", archive_format.MAX_DEPTH - 1)
     result = pack(tmp_path / "tree", tmp_path / "store")
     extract(result.archive, tmp_path / "node", result.archive_sha256)
     assert (tmp_path / "node" / deep).read_text() == "x = 1\n"

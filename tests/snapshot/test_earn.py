@@ -18,9 +18,10 @@ from helpers.users import OrdinaryUser
 
 from snakemake_executor_plugin_frozen.record.layout import Layout
 from snakemake_executor_plugin_frozen.record.verify import verify
-from snakemake_executor_plugin_frozen.snapshot.archive import extract, read_manifest
+from snakemake_executor_plugin_frozen.snapshot.archive import read_manifest
 from snakemake_executor_plugin_frozen.snapshot.archive_write import ArchiveWriter
 from snakemake_executor_plugin_frozen.snapshot.entries import Entry
+from snakemake_executor_plugin_frozen.snapshot.extraction import extract
 from snakemake_executor_plugin_frozen.snapshot.hashing import file_sha256
 from snakemake_executor_plugin_frozen.snapshot.manifest import record_bytes
 
