@@ -20,8 +20,8 @@ from snakemake_executor_plugin_frozen.snapshot.manifest import (
     FileRecord,
     Manifest,
     ManifestError,
-    parse_manifest,
 )
+from snakemake_executor_plugin_frozen.snapshot.manifest_reader import parse_manifest
 
 from .confine import within
 from .errors import RecordError

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, BinaryIO
 from ..dirfd import file_kind
 from .archive_format import MANIFEST_NAME, _zstd
 from .hashing import CHUNK
-from .manifest import Manifest, parse_manifest
+from .manifest import Manifest
+from .manifest_reader import parse_manifest
 from .model import SnapshotError
 
 if TYPE_CHECKING:

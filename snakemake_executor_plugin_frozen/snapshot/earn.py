@@ -29,7 +29,8 @@ from .archive import (
 from .archive_format import FILE_TYPES
 from .entries import FILE, LINK, Entry
 from .hashing import CHUNK
-from .manifest import Manifest, ManifestError, parse_manifest
+from .manifest import Manifest, ManifestError
+from .manifest_reader import parse_manifest
 from .model import SnapshotError
 
 if TYPE_CHECKING:

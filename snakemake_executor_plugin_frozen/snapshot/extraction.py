@@ -32,7 +32,8 @@ from .archive import (
 )
 from .archive_format import FILE_TYPES, MANIFEST_NAME, MAX_DEPTH, NAME_MAX, PATH_MAX, shortened
 from .hashing import CHUNK
-from .manifest import FileRecord, ManifestError, parse_manifest
+from .manifest import FileRecord, ManifestError
+from .manifest_reader import parse_manifest
 from .model import SnapshotError
 from .rules import is_within, leaves
 

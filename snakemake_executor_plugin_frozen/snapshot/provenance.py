@@ -23,8 +23,8 @@ from .manifest import (
     PythonRecord,
     SelectionRecord,
     ToolRecord,
-    environment_parts,
 )
+from .manifest_reader import environment_parts
 from .model import SelectionSettings, SnapshotError
 from .rules import leaves
 from .select import ADDED_BACK, EXPLICIT, Selection, normalise_suffixes

@@ -13,7 +13,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from .manifest import Manifest, parse_manifest
+from .manifest import Manifest
+from .manifest_reader import parse_manifest
 from .model import SnapshotError
 from .probe import CACHEDIR_SIGNATURE, CACHEDIR_TAG, StatKey, stat_key
 

@@ -22,9 +22,9 @@ from snakemake_executor_plugin_frozen.snapshot.manifest import (
     FORMAT,
     FileRecord,
     ManifestError,
-    parse_manifest,
     record_bytes,
 )
+from snakemake_executor_plugin_frozen.snapshot.manifest_reader import parse_manifest
 
 # Store records written by `snakemake-frozen pack` before the manifest was typed: by the
 # plugin's first version (26ef5da: no code_root_in_archive, no data_excluded), and by the
