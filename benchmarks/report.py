@@ -4,10 +4,12 @@
         [--scale-jobs 50] [--scale-variants frozen frozen-arrays stock stock-arrays]
         [--view-reps 30] [--skip-view]
 
-1. Packing (``snapshot_bench.py``): the synthetic ~5k-file / 40 MB tree and this repository;
+1. Packing (``snapshot_bench.py``): the synthetic ~5k-file / 40 MB tree, the same generator
+   at 50k files / 100 MB (a monorepo's count of files) and this repository;
    our cold and warm pack against ``tar -c -T list``, ``zstd -3 -T0`` on that tar file and
    ``tar -c | zstd -3 -T0``; then extraction, ``snapshot.extract`` against
-   ``tar -I zstd -xf`` of the same archive.
+   ``tar -I zstd -xf`` of the same archive; then where a cold and a warm pack of the 50k
+   tree spend their time (cProfile).
 2. The same workflow on the local SLURM cluster with the stock plugin and with ours
    (``slurm_bench.py``, whose docstring says how the comparison is kept fair).
 3. N trivial jobs submitted at once (``slurm_bench.py --scale N``), with and without job
@@ -132,6 +134,13 @@ def packing(runs: int) -> str:
         _progress(f"packing: built the synthetic tree in {time.perf_counter() - start:.1f} s")
         rows = [snapshot_bench.bench("synthetic 5k", tree, runs, work, tools=True)]
         _progress("packing: synthetic tree done")
+        start = time.perf_counter()
+        large = snapshot_bench.build_tree(work / "tree-50k", **snapshot_bench.LARGE)
+        _progress(f"packing: built the 50k tree in {time.perf_counter() - start:.1f} s")
+        rows.append(snapshot_bench.bench("synthetic 50k", large, runs, work, tools=True))
+        _progress("packing: 50k tree done")
+        profile = snapshot_bench.profile_pack(large, work)
+        _progress("packing: 50k tree profiled")
         rows.append(snapshot_bench.bench("this repository", REPO, runs, work, tools=True))
         _progress("packing: this repository done")
     return "\n".join(
@@ -144,6 +153,13 @@ def packing(runs: int) -> str:
             "the same file list as the snapshot; files are in the page cache for all.",
             "",
             snapshot_bench.tools_tables(rows),
+            "",
+            "Targets for the 50k tree (issue 18): cold ≤ 1.2 x tar\\|zstd, warm ≤ 0.5 s, "
+            "extract ≤ 1.0 x tar -I zstd -xf.",
+            "",
+            "### Where the 50k pack's time goes",
+            "",
+            profile,
         ]
     )
 
@@ -174,7 +190,11 @@ def scale(settings: slurm_bench.Settings, variants: list[slurm_bench.Variant]) -
             "end) come from `sacct -X --name <run id>`, an array counting as one call; status "
             "queries from each plugin's own count at the end of its log (blank when it logs "
             "none), per minute of wall time; peak RSS is the Snakemake process's own VmHWM "
-            "(sampled every 0.5 s).",
+            "(sampled every 0.5 s). sacct/squeue/scontrol calls: every call of the Snakemake "
+            "process and its children, counted by a PATH wrapper (calls from inside jobs "
+            "apart), per minute of wall time, and the shortest gap between two; end-noticed: "
+            "when Snakemake learned of a job's end (ours: the run journal's `ended` record; "
+            "stock: its `Finished jobid` line) minus sacct's End, over the run's jobs.",
             "",
             slurm_bench.scale_table(runs, settings),
         ]

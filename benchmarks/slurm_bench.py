@@ -48,6 +48,21 @@ What is measured, from Snakemake's log, each line time-stamped as it arrives:
   status check, where the two plugins' polling differs;
 - our node-side ``enter`` (verify and extract the snapshot), as each job log reports it.
 
+Status calls and end-noticed latency (both modes): Snakemake runs with a PATH whose first
+folder holds a wrapper per ``sacct``, ``squeue`` and ``scontrol``; each appends its time,
+its name and ``$SLURM_JOB_ID`` to a log, then ``exec``s the real command. Calls with no
+``SLURM_JOB_ID`` are the plugin's own on the submit host (calls from inside jobs, which
+inherit the PATH, are counted apart). From them: calls per minute of wall time and the
+shortest gap between two calls. End-noticed latency per job: when Snakemake learned of the
+job's end, minus sacct's ``End``; for ours the ``ended`` record of the run's journal
+(``.snakemake/frozen/journal.jsonl``, ISO UTC with ms); for the stock plugin, which keeps
+no journal, the moment Snakemake printed ``Finished jobid: N`` (the line as it arrived on
+the pipe, ms resolution; N mapped to the SLURM job by the plugin's ``Job N has been
+submitted with SLURM jobid M``): the scheduler prints that line right after the executor
+reported the job done and its outputs were found, so it is when Snakemake acted on the end.
+For ours the same ``Finished jobid`` measure is noted too, for a like-for-like comparison.
+sacct's End has whole seconds (truncated), so a latency is up to 1 s above the true one.
+
 Scale mode (``--scale N``): the same workflow with N jobs, all submitted at once
 (``--jobs N``), once per variant: ours and the stock plugin, each without and with job
 arrays (``--frozen-array-jobs all``, ``--slurm-array-jobs all``), every run with
@@ -68,6 +83,8 @@ each slot has a core of its own.
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import os
 import re
 import shutil
@@ -79,7 +96,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -118,6 +135,7 @@ class Run:
     enter: float | None = None
     foreign_jobs: int = 0
     notes: list[str] = field(default_factory=list)
+    status: StatusCalls | None = None
 
     @property
     def ok(self) -> bool:
@@ -174,10 +192,128 @@ def _command(plugin: str, settings: Settings, extra: Sequence[str] = ()) -> list
     ]  # fmt: skip
 
 
-def _environment() -> dict[str, str]:
+def _environment(path: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_JOB", "SNAKEMAKE_"))}
     env["PYTHONUNBUFFERED"] = "1"
+    if path is not None:
+        env["PATH"] = path
     return env
+
+
+# -- status calls and end-noticed latency ---------------------------------------------------
+
+COUNTED = ("sacct", "squeue", "scontrol")
+
+
+def counting_path(folder: Path) -> tuple[str, Path]:
+    """A PATH whose sacct, squeue and scontrol log each call (time, name, the job it ran in,
+    if any) to the returned log file, then exec the real command."""
+    wrappers = folder / "status-wrappers"
+    wrappers.mkdir()
+    calls = folder / "status-calls.log"
+    calls.touch()
+    for name in COUNTED:
+        real = shutil.which(name)
+        if real is None:
+            continue
+        script = wrappers / name
+        script.write_text(
+            "#!/bin/bash\n"
+            f'printf "%s {name} %s\\n" "$(date +%s.%N)" "${{SLURM_JOB_ID:-}}" >> "{calls}"\n'
+            f'exec {real} "$@"\n'
+        )
+        script.chmod(0o755)
+    return f"{wrappers}:{os.environ.get('PATH', '')}", calls
+
+
+@dataclass
+class StatusCalls:
+    calls: int  # the submit host's (no SLURM_JOB_ID)
+    by_command: dict[str, int]
+    in_jobs: int  # calls made inside jobs
+    per_minute: float | None
+    min_gap: float | None
+    latency_median: float | None
+    latency_max: float | None
+    finished_median: float | None = None  # ours: the "Finished jobid" measure, for comparison
+    finished_max: float | None = None
+
+
+def _read_calls(log: Path) -> tuple[list[tuple[float, str]], int]:
+    own, in_jobs = [], 0
+    for line in log.read_text().splitlines():
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        if len(parts) > 2:
+            in_jobs += 1
+        else:
+            own.append((float(parts[0]), parts[1]))
+    return sorted(own), in_jobs
+
+
+_FINISHED = re.compile(r"^Finished jobid: (\d+) ")
+_SUBMITTED_ID = {
+    "stock": re.compile(r"^Job (\d+) has been submitted with SLURM jobid (\d+)"),
+    "frozen": re.compile(r"^Job (\d+) submitted as (\d+)"),
+}
+
+
+def _finished_times(plugin: str, streamed: Streamed) -> dict[str, datetime]:
+    """SLURM job id -> when Snakemake printed "Finished jobid" for it (UTC)."""
+    slurm_of: dict[str, str] = {}
+    finished: dict[str, datetime] = {}
+    for t, text in streamed.lines:
+        if m := _SUBMITTED_ID[plugin].match(text):
+            slurm_of[m.group(1)] = m.group(2)
+        elif (m := _FINISHED.match(text)) and m.group(1) in slurm_of:
+            finished[slurm_of[m.group(1)]] = datetime.fromtimestamp(streamed.start + t, UTC)
+    return finished
+
+
+def _journal_ended(workdir: Path) -> dict[str, datetime]:
+    """SLURM job id (array tasks "<array>_<task>") -> the journal's ``ended`` time (UTC)."""
+    ended: dict[str, datetime] = {}
+    journal = workdir / ".snakemake" / "frozen" / "journal.jsonl"
+    if not journal.exists():
+        return ended
+    for line in journal.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("event") == "ended" and record.get("slurm_id"):
+            when = datetime.fromisoformat(str(record["time"]).replace("Z", "+00:00"))
+            ended[str(record["slurm_id"])] = when
+    return ended
+
+
+def _latencies(noticed: dict[str, datetime], jobs: list[JobTimes]) -> list[float]:
+    ends = {job.job_id: job.end for job in jobs}
+    return [(when - ends[job]).total_seconds() for job, when in noticed.items() if job in ends]
+
+
+def status_calls(
+    plugin: str, log: Path, wall: float, streamed: Streamed, workdir: Path, jobs: list[JobTimes]
+) -> StatusCalls:
+    own, in_jobs = _read_calls(log)
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(own)]
+    by_command = {name: sum(1 for _, n in own if n == name) for name in COUNTED}
+    finished = _latencies(_finished_times(plugin, streamed), jobs)
+    primary = _latencies(_journal_ended(workdir), jobs) if plugin == "frozen" else finished
+    result = StatusCalls(
+        calls=len(own),
+        by_command=by_command,
+        in_jobs=in_jobs,
+        per_minute=len(own) / wall * 60 if wall else None,
+        min_gap=min(gaps) if gaps else None,
+        latency_median=statistics.median(primary) if primary else None,
+        latency_max=max(primary) if primary else None,
+    )
+    if plugin == "frozen" and finished:
+        result.finished_median = statistics.median(finished)
+        result.finished_max = max(finished)
+    return result
 
 
 def fresh_copy(parent: Path) -> Path:
@@ -249,8 +385,10 @@ def _foreign_jobs(run_id: str, start: datetime, end: datetime) -> int:
 
 
 def _sacct_time(value: str) -> datetime | None:
+    """sacct's time stamp (the controller's local time; this machine is the controller), as
+    an aware datetime."""
     try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S")
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S").astimezone()
     except ValueError:  # Unknown, None: not started or not ended
         return None
 
@@ -260,6 +398,7 @@ class Streamed:
     code: int
     lines: list[tuple[float, str]]  # every output line, with the seconds since start
     max_rss_mb: float  # the process's own peak resident size (PeakRss)
+    start: float = 0.0  # time.time() at the start
 
 
 class PeakRss:
@@ -298,13 +437,15 @@ class PeakRss:
         return self._kib / 1024
 
 
-def _stream(command: list[str], cwd: Path, timeout: float) -> Streamed:
-    """Run command; every output line with the seconds since start at which it arrived."""
+def _stream(command: list[str], cwd: Path, timeout: float, path: str | None = None) -> Streamed:
+    """Run command (with ``path`` as its PATH, if given); every output line with the seconds
+    since start at which it arrived."""
+    wall_start = time.time()
     start = time.perf_counter()
     process = subprocess.Popen(
         command,
         cwd=cwd,
-        env=_environment(),
+        env=_environment(path),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -324,7 +465,7 @@ def _stream(command: list[str], cwd: Path, timeout: float) -> Streamed:
         code = process.wait()
         timer.cancel()
     lines.append((time.perf_counter() - start, ""))  # the end, as the last time stamp
-    return Streamed(code, lines, max_rss_mb)
+    return Streamed(code, lines, max_rss_mb, wall_start)
 
 
 def run_once(plugin: str, settings: Settings) -> Run:
@@ -334,10 +475,11 @@ def run_once(plugin: str, settings: Settings) -> Run:
         run.notes.append(f"waited {waited:.0f} s for an empty queue")
     with tempfile.TemporaryDirectory(prefix=f"slurm-bench-{plugin}-") as tmp:
         workdir = fresh_copy(Path(tmp))
-        started = datetime.now()
-        streamed = _stream(_command(plugin, settings), workdir, settings.timeout)
+        path, calls_log = counting_path(Path(tmp))
+        started = datetime.now().astimezone()
+        streamed = _stream(_command(plugin, settings), workdir, settings.timeout, path)
         code, lines = streamed.code, streamed.lines
-        ended = datetime.now()
+        ended = datetime.now().astimezone()
         run.wall = lines[-1][0]
         start_line = next(((t, m) for t, s in lines if (m := _PLUGIN_START[plugin].match(s))), None)
         run_id = start_line[1].group(1) if start_line else ""
@@ -370,8 +512,9 @@ def run_once(plugin: str, settings: Settings) -> Run:
             run.error = f"only {len(outputs)} of {settings.n} outputs written"
             return run
         run.notes.append(f"jobs ran on {', '.join(sorted(hosts))}")
+        times = _job_times(run_id, settings.n) if run_id else []
+        run.status = status_calls(plugin, calls_log, run.wall, streamed, workdir, times)
     if run_id:
-        times = _job_times(run_id, settings.n)
         if times:
             run.job_on_node = statistics.mean(job.elapsed for job in times)
             first_start = min(job.start for job in times)
@@ -404,7 +547,15 @@ def run_all(settings: Settings, progress=print) -> dict[str, list[Run]]:
 
 
 def _median(runs: list[Run], name: str) -> float | None:
-    values = [getattr(r, name) for r in runs if r.ok and getattr(r, name) is not None]
+    if name.startswith("status."):  # a field of the runs' StatusCalls
+        field_name = name.removeprefix("status.")
+        values = [
+            getattr(r.status, field_name)
+            for r in runs
+            if r.ok and r.status is not None and getattr(r.status, field_name) is not None
+        ]
+    else:
+        values = [getattr(r, name) for r in runs if r.ok and getattr(r, name) is not None]
     return statistics.median(values) if values else None
 
 
@@ -424,6 +575,10 @@ def table(runs: dict[str, list[Run]], settings: Settings) -> str:
         ("mean job time on its node (sacct)", "job_on_node"),
         ("first job start → last job end (sacct)", "cluster_span"),
         ("last job end → Snakemake done (status-check lag, `all`, exit)", "end_lag"),
+        ("status calls per minute (sacct/squeue/scontrol, submit host)", "status.per_minute"),
+        ("shortest gap between two status calls", "status.min_gap"),
+        ("end noticed - sacct End, median over jobs", "status.latency_median"),
+        ("end noticed - sacct End, max over jobs", "status.latency_max"),
     ]
     out = [
         "| measure | stock `slurm` s | `frozen` s | frozen / stock |",
@@ -436,7 +591,10 @@ def table(runs: dict[str, list[Run]], settings: Settings) -> str:
             theirs_cell, ratio = "did not run (below)", "—"
         else:
             theirs_cell = _seconds(theirs)
-            ratio = f"{ours / theirs:.2f}" if ours is not None and theirs else "—"
+            # theirs shown as 0.00 (the stock plugin's shortest gap): no ratio
+            ratio = (
+                f"{ours / theirs:.2f}" if ours is not None and theirs and theirs >= 0.005 else "—"
+            )
         out.append(f"| {label} | {theirs_cell} | {_seconds(ours)} | {ratio} |")
     wall = _median(frozen, "wall")
     for label, name, share in (
@@ -448,6 +606,31 @@ def table(runs: dict[str, list[Run]], settings: Settings) -> str:
         note = f"n/a ({100 * ours / whole:.1f} % {share})" if ours is not None and whole else "—"
         out.append(f"| {label} | n/a | {_seconds(ours)} | {note} |")
     lines = ["\n".join(out), ""]
+    for plugin in PLUGINS:
+        done = [r for r in runs[plugin] if r.ok and r.status is not None]
+        if not done:
+            continue
+        counts = ", ".join(
+            f"{r.status.calls} ({', '.join(f'{k} {v}' for k, v in r.status.by_command.items())})"
+            for r in done
+        )
+        in_jobs = ", ".join(str(r.status.in_jobs) for r in done)
+        extra = ""
+        if plugin == "frozen":
+            fin = [
+                f"{_seconds(r.status.finished_median)} / {_seconds(r.status.finished_max)}"
+                for r in done
+            ]
+            extra = f'; its "Finished jobid" line - sacct End, median / max s: {", ".join(fin)}'
+        lines.append(
+            f"- {plugin} status calls per run on the submit host: {counts}; "
+            f"inside its jobs: {in_jobs}{extra}"
+        )
+    lines.append(
+        "- end noticed: ours from the run journal's `ended` records, the stock plugin's from "
+        "Snakemake's \"Finished jobid\" line (the stock plugin keeps no journal); sacct's End "
+        "is truncated to the second, so each latency is up to 1 s above the true one"
+    )
     for plugin in PLUGINS:
         done = [r for r in runs[plugin] if r.ok]
         walls = ", ".join(f"{r.wall:.1f}" for r in done) or "none"
@@ -509,6 +692,7 @@ class ScaleRun:
     max_rss_mb: float | None = None
     busy_span: float | None = None
     foreign_jobs: int = 0
+    status: StatusCalls | None = None
 
     @property
     def ok(self) -> bool:
@@ -541,15 +725,18 @@ def run_scale_once(variant: Variant, settings: Settings) -> ScaleRun:
     command = _command(variant.plugin, settings, (*variant.args, "--verbose"))
     with tempfile.TemporaryDirectory(prefix=f"slurm-scale-{variant.plugin}-") as tmp:
         workdir = fresh_copy(Path(tmp))
-        started = datetime.now()
-        streamed = _stream(command, workdir, scale_timeout(settings.n))
-        ended = datetime.now()
+        path, calls_log = counting_path(Path(tmp))
+        started = datetime.now().astimezone()
+        streamed = _stream(command, workdir, scale_timeout(settings.n), path)
+        ended = datetime.now().astimezone()
         lines = streamed.lines
         start_line = next(
             (m for _, s in lines if (m := _PLUGIN_START[variant.plugin].match(s))), None
         )
         run_id = start_line.group(1) if start_line else ""
         outputs = len(list((workdir / "results").glob("part*.txt")))
+        jobs = _job_times(run_id, settings.n) if run_id and streamed.code == 0 else []
+        status = status_calls(variant.plugin, calls_log, lines[-1][0], streamed, workdir, jobs)
     if streamed.code != 0 or outputs != settings.n:
         if run_id:  # a run killed on timeout leaves its jobs behind
             subprocess.run(["scancel", "--name", run_id], capture_output=True)
@@ -561,7 +748,7 @@ def run_scale_once(variant: Variant, settings: Settings) -> ScaleRun:
     counted = [m for _, s in lines if (m := _STATUS_QUERIES[variant.plugin].search(s))]
     if counted:
         run.status_queries = int(counted[-1].group(1))
-    jobs = _job_times(run_id, settings.n) if run_id else []
+    run.status = status
     if len(jobs) != settings.n:
         run.error = f"sacct shows {len(jobs)} of {settings.n} jobs of run {run_id!r} completed"
         return run
@@ -591,16 +778,31 @@ def _cell(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _status_cells(status: StatusCalls | None) -> str:
+    if status is None:
+        return " | | | | "
+    return " | ".join(
+        [
+            str(status.calls),
+            _cell(status.per_minute),
+            _cell(status.min_gap, 2),
+            _cell(status.latency_median, 2),
+            _cell(status.latency_max, 2),
+        ]
+    )
+
+
 def scale_table(runs: list[ScaleRun], settings: Settings) -> str:
     out = [
         "| variant | wall s | sbatch calls | status queries | per minute | peak RSS MB "
-        "| busy span s | wall / busy |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| busy span s | wall / busy | sacct/squeue/scontrol calls | calls / min "
+        "| min gap s | end-noticed median s | end-noticed max s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     notes = []
     for run in runs:
         if not run.ok:
-            out.append(f"| {run.variant.name} | failed (below) | | | | | | |")
+            out.append(f"| {run.variant.name} | failed (below) | | | | | | | | | | | |")
             notes.append(f"- {run.variant.name}: {run.error}")
             continue
         assert run.wall is not None and run.busy_span is not None
@@ -610,8 +812,19 @@ def scale_table(runs: list[ScaleRun], settings: Settings) -> str:
             f"| {run.variant.name} | {run.wall:.1f} | {run.sbatch_calls} "
             f"| {'' if run.status_queries is None else run.status_queries} "
             f"| {_cell(per_minute)} | {_cell(run.max_rss_mb, 0)} | {run.busy_span:.0f} "
-            f"| {_cell(ratio, 2)} |"
+            f"| {_cell(ratio, 2)} | {_status_cells(run.status)} |"
         )
+        if run.status is not None:
+            by_command = ", ".join(f"{k} {v}" for k, v in run.status.by_command.items())
+            notes.append(
+                f"- {run.variant.name}: status calls on the submit host: {by_command}; "
+                f"from inside its jobs: {run.status.in_jobs}"
+            )
+        if run.status is not None and run.status.finished_median is not None:
+            notes.append(
+                f'- {run.variant.name}: "Finished jobid" line - sacct End, median '
+                f"{run.status.finished_median:.2f} s, max {run.status.finished_max:.2f} s"
+            )
         if run.variant.arrays and run.sbatch_calls == settings.n:
             notes.append(f"- {run.variant.name}: one sbatch call per job, so no job arrays")
         if run.foreign_jobs:
@@ -621,6 +834,12 @@ def scale_table(runs: list[ScaleRun], settings: Settings) -> str:
         f"(--jobs {settings.n}), --seconds-between-status-checks {settings.status_seconds}, "
         "--verbose (the stock plugin counts its status queries at debug level); stock also "
         f"--slurm-init-seconds-before-status-checks {settings.init_seconds} --slurm-no-account"
+    )
+    notes.append(
+        "- sacct/squeue/scontrol calls: counted by a PATH wrapper, the submit host's only; "
+        "end noticed: ours from the run journal's `ended` records, the stock plugin's from "
+        "Snakemake's \"Finished jobid\" line, each minus sacct's End (whole seconds, "
+        "truncated: up to 1 s too high)"
     )
     return "\n".join([*out, "", *notes])
 

@@ -1,26 +1,33 @@
 """Pack speed of the snapshot engine, against ``tar -c -T list | zstd -3 -T0``.
 
     python benchmarks/snapshot_bench.py [--runs 3] [--repo /work/main] [--tree DIR]
+        [--large] [--large-tree DIR] [--profile]
 
 Two trees: a synthetic workflow repository of about 5,000 files / 40 MB (built in a
 temporary folder, or in ``--tree`` and reused when it exists) and a real repository
-(``--repo``). For each: files, selected bytes, archive bytes, the cold pack (empty store:
-select, hash, archive), the warm pack (unchanged tree, same store: no content read), and the
-same selected files through ``tar | zstd`` for comparison. Medians of ``--runs`` runs. The
-second pack (the first warm one) is shown apart too. "Reuse, not yet earned" is a pack of
-an unchanged tree whose stored entry this user has not checked yet (a colleague stored it,
-or the check cache was lost): the archive is read once and proven to hold exactly the
-tree's files (``snapshot/earn.py``); that is the cost per run start in that case, and
-nothing in the usual one, where the stat of the entry this user wrote or earned vouches.
-CPU seconds (this process and its children: git, tar, zstd) tell more than wall seconds on
-a shared machine. To compare the work rather than the disk, put the tree and the stores on tmpfs:
-``TMPDIR=/dev/shm python benchmarks/snapshot_bench.py --tree /dev/shm/bench-tree``.
+(``--repo``); with ``--large`` a third, the same generator at monorepo size (``LARGE``:
+50,000 files / 100 MB, in ``--large-tree`` and reused when it exists). For each: files,
+selected bytes, archive bytes, the cold pack (empty store: select, hash, archive), the warm
+pack (unchanged tree, same store: no content read), and the same selected files through
+``tar | zstd`` for comparison. Medians of ``--runs`` runs. The second pack (the first warm
+one) is shown apart too. "Reuse, not yet earned" is a pack of an unchanged tree whose stored
+entry this user has not checked yet (a colleague stored it, or the check cache was lost):
+the archive is read once and proven to hold exactly the tree's files (``snapshot/earn.py``);
+that is the cost per run start in that case, and nothing in the usual one, where the stat of
+the entry this user wrote or earned vouches. CPU seconds (this process and its children:
+git, tar, zstd) tell more than wall seconds on a shared machine. To compare the work rather
+than the disk, put the tree and the stores on tmpfs: ``TMPDIR=/dev/shm python
+benchmarks/snapshot_bench.py --tree /dev/shm/bench-tree``.
 
 With ``--tools`` it also prints each step of that pipeline on its own: ``tar -c -T list``
 alone (no compression, written to a file), ``zstd -3 -T0`` alone on that tar file, and the
 extraction on the node: ``snapshot.extract`` (sha256 check, member checks, private folder
 renamed into place, as a job does) against ``tar -I zstd -xf`` of the same archive.
 ``benchmarks/run`` prints those tables.
+
+With ``--profile`` (``profile_pack``): where a cold and a warm pack of the large tree spend
+their time, by cProfile: the pack's phases (cumulative seconds and share) and the functions
+with the most time of their own.
 
 ``build_tree`` is also used by the tests.
 """
@@ -39,6 +46,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# The monorepo-size tree (issue 18): ten times the files of the default tree; the bytes
+# grow less, as code files, not data, make up the count of a large repository.
+LARGE = {"files": 50_000, "total_bytes": 100_000_000}
 
 _SUFFIXES = [".py"] * 12 + [".yaml"] * 3 + [".smk", ".sh", ".toml", ".md", ".txt", ".json"]
 
@@ -344,6 +355,87 @@ def tools_tables(rows: list[dict]) -> str:
     return "\n".join([pack_head, *pack_body, "", extract_head, *extract_body])
 
 
+# The pack's phases, as (label, file, function) of snakemake_executor_plugin_frozen/snapshot;
+# indented labels are parts of the one above.
+_PHASES = [
+    ("select (rules, git walk, the files' lstat meanwhile)", "select.py", "select"),
+    ("  discover: git ls-files, waited for", "discover.py", "discover"),
+    ("    meanwhile: hard-excluded filter, lstat of tracked files", "select.py", "tracked_known"),
+    ("  tagged folders (CACHEDIR.TAG, pyvenv.cfg, conda-meta per folder)", "select.py",
+     "_tagged_dirs"),
+    ("  symbolic links (one scandir per folder)", "select.py", "_links"),
+    ("  credential names", "select.py", "_secrets"),
+    ("inspect (entries from the lstat results)", "entries.py", "inspect"),
+    ("stat cache and archive check (load, split, save)", "hashing.py", "split"),
+    ("write the archive: read, sha256, tar headers, zstd", "pack.py", "_archive"),
+    ("  read_verified (open, read, sha256, fstat check)", "hashing.py", "read_verified"),
+    ("manifest and commit into the store", "pack.py", "_commit"),
+    ("  manifest encode (JSON)", "manifest.py", "encode"),
+    ("  git record (waited for)", "provenance.py", "git_record"),
+]  # fmt: skip
+
+
+def _profile_one(root: Path, store: Path):
+    import cProfile
+    import pstats
+
+    from snakemake_executor_plugin_frozen.snapshot import pack
+
+    profile = cProfile.Profile()
+    start = time.perf_counter()
+    profile.enable()
+    pack(root, store)
+    profile.disable()
+    wall = time.perf_counter() - start
+    return wall, pstats.Stats(profile)
+
+
+def _phase_seconds(stats, file: str, function: str) -> float:
+    total = 0.0
+    for (path, _, name), (_, _, _, cumulative, _) in stats.stats.items():
+        if name == function and path.endswith(f"/snapshot/{file}"):
+            total += cumulative
+    return total
+
+
+def profile_pack(root: Path, work: Path, top: int = 12) -> str:
+    """Where a cold and a warm pack of ``root`` spend their time (cProfile), as markdown."""
+    store = work / "profile-store"
+    cold_wall, cold = _profile_one(root, store)
+    _profile_one(root, store)  # the second pack: warm from here on, as in ``bench``
+    warm_wall, warm = _profile_one(root, store)
+    shutil.rmtree(store)
+    out = [
+        f"Under cProfile (which slows Python code down, not system calls or the git and zstd "
+        f"work): cold {cold_wall:.2f} s, warm {warm_wall:.2f} s wall. Seconds are "
+        "cumulative (a part's are in its whole's).",
+        "",
+        "| phase | cold s | cold % | warm s | warm % |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, file, function in _PHASES:
+        c, w = (_phase_seconds(s, file, function) for s in (cold, warm))
+        if c == 0 and w == 0:
+            continue
+        out.append(
+            f"| {label.replace('  ', '&nbsp;&nbsp;')} | {c:.3f} | {100 * c / cold_wall:.0f} "
+            f"| {w:.3f} | {100 * w / warm_wall:.0f} |"
+        )
+    for name, stats, wall in (("cold", cold, cold_wall), ("warm", warm, warm_wall)):
+        rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
+        out += [
+            "",
+            f"Top {top} functions of the {name} pack by own time:",
+            "",
+            "| function | calls | own s | % of wall |",
+            "|---|---:|---:|---:|",
+        ]
+        for (path, line, name_), (_, calls, own, _, _) in rows:
+            where = f"{Path(path).name}:{line} {name_}" if line else name_
+            out.append(f"| `{where}` | {calls} | {own:.3f} | {100 * own / wall:.0f} |")
+    return "\n".join(out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -352,6 +444,12 @@ def main() -> int:
     parser.add_argument(
         "--tools", action="store_true", help="also time tar, zstd and extraction on their own"
     )
+    parser.add_argument("--large", action="store_true", help="also the 50,000-file tree")
+    parser.add_argument("--large-tree", type=Path, help="build the large tree here (reused)")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile a cold and a warm pack of the large tree"
+    )
+    parser.add_argument("--only-large", action="store_true", help="the large tree only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="snapshot-bench-") as tmp:
         work = Path(tmp)
@@ -359,15 +457,25 @@ def main() -> int:
         if not tree.exists():
             seconds, _ = _timed(lambda: build_tree(tree))
             print(f"built {tree} in {seconds:.1f} s", file=sys.stderr)
-        rows = [
-            bench("synthetic 5k", tree, args.runs, work, args.tools),
-            bench(args.repo.name, args.repo, args.runs, work, args.tools),
-        ]
+        rows = []
+        if not args.only_large:
+            rows.append(bench("synthetic 5k", tree, args.runs, work, args.tools))
+        large = args.large_tree or work / "tree-50k"
+        if (args.large or args.only_large or args.profile) and not large.exists():
+            seconds, _ = _timed(lambda: build_tree(large, **LARGE))
+            print(f"built {large} in {seconds:.1f} s", file=sys.stderr)
+        if args.large or args.only_large:
+            rows.append(bench("synthetic 50k", large, args.runs, work, args.tools))
+        if not args.only_large:
+            rows.append(bench(args.repo.name, args.repo, args.runs, work, args.tools))
     print(f"{os.cpu_count()} CPUs, medians of {args.runs} runs (warm: of {3 * args.runs})")
     print(_table(rows))
     if args.tools:
         print()
         print(tools_tables(rows))
+    if args.profile:
+        print()
+        print(profile_pack(large, work))
     return 0
 
 
