@@ -362,11 +362,11 @@ async def query_states(
 
     One ``sacct --name`` call answers for the whole run, whatever its size; ``squeue
     --name`` only for jobs sacct does not know yet (slurmdbd learns of new jobs late,
-    pending array tasks not at all). Without usable accounting squeue answers for all,
-    and the jobcomp log for jobs squeue has already forgotten. Raises ``StatusQueryError``
-    if neither sacct nor squeue answered, so the caller does not take silence for missing
-    jobs; a partial answer says so (``complete=False``). Each call waits for its turn in
-    ``budget``.
+    pending array tasks not at all) or says are pending (why they wait). Without usable
+    accounting squeue answers for all, and the jobcomp log for jobs squeue has already
+    forgotten. Raises ``StatusQueryError`` if neither sacct nor squeue answered, so the
+    caller does not take silence for missing jobs; a partial answer says so
+    (``complete=False``). Each call waits for its turn in ``budget``.
     """
     ids = list(dict.fromkeys(job_ids))
     if not ids:
@@ -379,7 +379,10 @@ async def query_states(
         _log.debug("sacct unusable, falling back to squeue: %s", e)
         sacct_error, states = e, {}
     complete = True
-    if any(j not in states for j in ids):
+    # A pending job's reason is the controller's: slurmdbd may never learn it (sacct says
+    # "None" where squeue says PartitionConfig), and the bound on hopeless jobs needs it.
+    pending = [j for j in ids if j in states and states[j].base == "PENDING"]
+    if pending or any(j not in states for j in ids):
         try:
             found = await query.squeue()
         except StatusQueryError as e:
@@ -390,8 +393,9 @@ async def query_states(
             _log.debug("squeue failed for jobs unknown to sacct: %s", e)
             complete = False
         else:
-            # sacct's answer is final (exit codes); squeue's only fills the gaps.
-            states = {**found, **states}
+            # sacct's answer is final (exit codes); squeue's fills the gaps and tells what
+            # a pending job waits for.
+            states = {**found, **states, **{j: found[j] for j in pending if j in found}}
             ended = [
                 j
                 for j in ids

@@ -345,10 +345,10 @@ def test_query_states_without_sacct_binary(fake_async):
 
 def test_query_states_retries_transient_sacct_errors(fake_async):
     answers = iter(
-        [_Result(1, "", "sacct: error: Socket timed out"), _Result(0, "1|PENDING|0:0", "")]
+        [_Result(1, "", "sacct: error: Socket timed out"), _Result(0, "1|RUNNING|0:0", "")]
     )
     fake = fake_async(sacct=lambda argv: next(answers))
-    assert query(["1"]).states == {"1": JobState("PENDING", "0:0")}
+    assert query(["1"]).states == {"1": JobState("RUNNING", "0:0")}
     assert len(fake.calls) == 2
 
 
@@ -358,6 +358,22 @@ def test_query_states_raises_when_no_source_answers(fake_async):
     with pytest.raises(StatusQueryError, match="no SLURM status source answered"):
         query(["1"], attempts=2)
     assert [c[0] for c in fake.calls] == ["sacct", "sacct", "squeue", "squeue"]
+
+
+def test_a_pending_jobs_reason_is_the_controllers(fake_async):
+    """slurmdbd may never learn why a job waits (sacct: None); squeue knows (PartitionConfig),
+    and only then can a hopeless job be bounded. A job sacct shows running costs no squeue."""
+    fake = fake_async(
+        sacct=(0, "1|PENDING|0:0|None assigned|None\n2|RUNNING|0:0|node1|None\n", ""),
+        squeue=(0, "1|PENDING||PartitionConfig\n2|RUNNING|node1|None\n", ""),
+    )
+    answer = query(["1", "2"])
+    assert answer.states["1"] == JobState("PENDING", reason="PartitionConfig")
+    assert answer.states["2"] == JobState("RUNNING", "0:0", nodes="node1")  # sacct's word
+    assert [c[0] for c in fake.calls] == ["sacct", "squeue"]
+    fake = fake_async(sacct=(0, "2|RUNNING|0:0|node1|None\n", ""))
+    query(["2"])
+    assert [c[0] for c in fake.calls] == ["sacct"]
 
 
 def test_query_states_failing_squeue_makes_the_answer_partial(fake_async):
