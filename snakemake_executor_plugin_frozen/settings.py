@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
 
 from .settings_checks import COPIES, MODES, SUBMITTERS, VIEWS, check
+from .slurm.call_budget import DEFAULT_PER_MINUTE, MIN_GAP
 
 DEFAULT_LOGDIR = ".snakemake/frozen_logs"
 DEFAULT_EXCLUDE_FOLDERS = (".git", ".snakemake", "wandb", "outputs", "datasets")
@@ -174,12 +175,12 @@ class ExecutorSettings(ExecutorSettingsBase):
         },
     )
     status_calls_per_minute: float = field(
-        default=10.0,
+        default=DEFAULT_PER_MINUTE,
         metadata={
-            "help": "Most status calls (sacct, squeue) a run makes a minute, evenly spaced and "
-            "never two within 3 s, however many jobs it has: the controller is shared. A job's "
-            "end is noticed from its own end hint within a second; SLURM confirms it in the "
-            "next call."
+            "help": "Most status calls (sacct, squeue) a run makes a minute, evenly spaced "
+            f"and never two within {MIN_GAP:g} s, however many jobs it has: the controller is "
+            "shared. A job's end is noticed from its own end hint within a second; SLURM "
+            "confirms it in the next call."
         },
     )
     gc_keep_last: int = field(

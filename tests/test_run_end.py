@@ -3,9 +3,9 @@ and the gc its settings ask for, on a real record."""
 
 from pathlib import Path
 
+from helpers.records import Job, Site, days_ago
 from helpers.voice import Voice
 
-from snakemake_executor_plugin_frozen import journal
 from snakemake_executor_plugin_frozen.record.layout import Layout
 from snakemake_executor_plugin_frozen.run_end import collect_garbage, status_rate
 from snakemake_executor_plugin_frozen.settings import ExecutorSettings
@@ -28,44 +28,13 @@ def test_no_gc_setting_touches_nothing(tmp_path: Path) -> None:
 
 
 def test_gc_removes_an_old_runs_logs(tmp_path: Path) -> None:
-    layout = Layout.of(tmp_path)
+    site = Site(tmp_path)
     old = "11111111-aaaa-bbbb-cccc-000000000000"
-    log = layout.logdir / "rule_a" / f"1-{old[:8]}.log"
-    log.parent.mkdir(parents=True)
-    log.write_text("old log\n")
-    records = [
-        journal.run_started(
-            run=old,
-            snapshot=None,
-            code_root=tmp_path,
-            workdir=tmp_path,
-            argv=[],
-            logdir=layout.logdir,
-            time="2020-01-01T00:00:00+00:00",
-        ),
-        journal.submitted(
-            run=old,
-            rule="a",
-            wildcards={},
-            outputs=[],
-            job=1,
-            slurm_id="1",
-            snapshot=None,
-            log=log,
-            workdir=tmp_path,
-            mode="off",
-            time="2020-01-01T00:00:01+00:00",
-        ),
-        journal.ended(
-            run=old,
-            slurm_id="1",
-            outcome="success",
-            state="COMPLETED",
-            time="2020-01-01T00:00:02+00:00",
-        ),
-    ]
-    journal.append(layout.journal, records)
+    job = Job("a", "out/a.txt", "1")
+    site.run(old, None, [job], time=days_ago(3))
+    log = site.log_path(old, job)
+    assert log.exists()
     voice = Voice()
-    collect_garbage(layout, ExecutorSettings(gc_older_than_days=1), voice)
+    collect_garbage(site.layout, ExecutorSettings(gc_older_than_days=1), voice)
     assert not log.exists()
     assert any("gc removed" in m and "1 earlier run(s)" in m for m in voice.said), voice.said
