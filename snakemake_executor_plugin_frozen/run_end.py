@@ -9,11 +9,13 @@ from snakemake_executor_plugin_frozen.voice import Voice
 
 
 def status_rate(calls: int, seconds: float) -> str | None:
-    """The run's status queries per minute (a run shorter than a second counts one)."""
+    """The run's status queries, and per minute for a run of a minute or more (in a shorter
+    one the first call, due at once, would make the rate look higher than the budget)."""
     if not calls:
         return None
-    minutes = max(seconds, 1.0) / 60
-    return f"{calls} status queries in {minutes:.1f} minutes ({calls / minutes:.1f} per minute)"
+    minutes = seconds / 60
+    text = f"{calls} status queries in {minutes:.1f} minutes"
+    return text if minutes < 1 else f"{text} ({calls / minutes:.1f} per minute)"
 
 
 def collect_garbage(layout: Layout, settings: ExecutorSettings, voice: Voice) -> None:

@@ -14,7 +14,7 @@ from snakemake_executor_plugin_frozen.settings import ExecutorSettings
 def test_the_status_figure_per_minute() -> None:
     assert status_rate(0, 100.0) is None
     assert status_rate(30, 120.0) == "30 status queries in 2.0 minutes (15.0 per minute)"
-    assert status_rate(2, 0.01) == "2 status queries in 0.0 minutes (120.0 per minute)"
+    assert status_rate(3, 12.0) == "3 status queries in 0.2 minutes"
 
 
 def test_no_gc_setting_touches_nothing(tmp_path: Path) -> None:

@@ -59,8 +59,11 @@ def test_few_status_calls_and_ends_noticed_at_once(tmp_path: Path) -> None:
     assert times, "no status call at all"
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert min(gaps, default=3.0) >= 3.0, gaps
-    minutes = (times[-1] - times[0]) / 60
-    assert len(times) <= 10 * minutes + 1, (len(times), minutes)
+    # The budget spaces calls evenly, 6 s apart: n calls span at least (n - 1) * 6 s. Each
+    # logged time is the wrapper's start, a little after the call's turn, so the measured
+    # span may fall short by that delay at its two ends (never more: it does not add up).
+    span = times[-1] - times[0]
+    assert (len(times) - 1) * 6.0 <= span + 0.5, (len(times), span)
     # Each job's end as SLURM has it, against when the run journaled it.
     records = journal.read(workdir / journal.JOURNAL).records
     noticed = {
