@@ -55,6 +55,8 @@ class Backend(Protocol):
 
     def cancel(self, job_ids: Sequence[str]) -> None: ...
 
+    def max_array_size(self) -> int | None: ...
+
 
 def backend_for(settings: ExecutorSettings, run_id: str) -> "Backend":
     """The backend the settings ask for; the values were checked with the settings
@@ -143,6 +145,12 @@ class SbatchBackend:
     def status_calls(self) -> int:
         return self.budget.calls
 
+    def max_array_size(self) -> int | None:
+        """The cluster's MaxArraySize; asked before the run's first status call, as one."""
+        size = commands.max_array_size()
+        self.budget.note_call()
+        return size
+
     def exclude(self, nodes: str) -> None:
         """Later submissions of the run avoid the nodes a job failed on."""
         with contextlib.suppress(ValueError):  # SLURM named no node we could pass on
@@ -190,6 +198,9 @@ class LocalBackend:
                 message = f"local job {job_id} exited with {code}"
                 ends[job_id] = JobEnd(Outcome.FAILED, message, state="FAILED", node=self.host)
         return ends
+
+    def max_array_size(self) -> int | None:
+        return None  # no arrays: each job is a process of its own
 
     def cancel(self, job_ids: Sequence[str]) -> None:
         for job_id in job_ids:

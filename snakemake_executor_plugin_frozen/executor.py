@@ -27,11 +27,7 @@ from snakemake_executor_plugin_frozen.run_end import collect_garbage, status_rat
 from snakemake_executor_plugin_frozen.run_journal import RunJournal
 from snakemake_executor_plugin_frozen.run_snapshot import RunSnapshot, take
 from snakemake_executor_plugin_frozen.settings import ExecutorSettings
-from snakemake_executor_plugin_frozen.slurm.commands import (
-    SbatchError,
-    SlurmCommandError,
-    max_array_size,
-)
+from snakemake_executor_plugin_frozen.slurm.commands import SbatchError, SlurmCommandError
 from snakemake_executor_plugin_frozen.slurm.sbatch_options import SlurmSubmitError
 from snakemake_executor_plugin_frozen.slurm.status import Outcome
 from snakemake_executor_plugin_frozen.slurm.submit import JobSpec
@@ -89,6 +85,9 @@ class Executor(RemoteExecutor):
             f"mode {self.settings.mode}, submit via {self.settings.submit}, "
             f"run {self.run_id}, logs in {self.layout.logdir}"
         )
+        self.array_jobs = self.settings.array_jobs if self.settings.submit == "sbatch" else ""
+        # Asked now, before any status call, so that it keeps the calls' distance (scontrol).
+        self.array_limit = self.capped_array_limit() if self.array_jobs else 1
         self.journal = RunJournal(self.layout.journal, self.run_id, workdir, self)
         self.snapshot: RunSnapshot | None = None
         self.lease: leases.Lease | None = None
@@ -147,9 +146,7 @@ class Executor(RemoteExecutor):
         for job in jobs:
             self.run_job_pre(job)
         prepared = [p for job in jobs if (p := self.prepare(job)) is not None]
-        array_jobs = self.settings.array_jobs if self.settings.submit == "sbatch" else ""
-        limit = self.array_limit if array_jobs else 1
-        alone, batches = placed_jobs.array_batches(prepared, array_jobs, limit)
+        alone, batches = placed_jobs.array_batches(prepared, self.array_jobs, self.array_limit)
         for p in alone:
             self.submit_alone(p)
         for batch in batches:
@@ -189,9 +186,8 @@ class Executor(RemoteExecutor):
             return None
         return p
 
-    @functools.cached_property
-    def array_limit(self) -> int:
-        limit, note = arrays.capped_limit(self.settings.array_limit, max_array_size())
+    def capped_array_limit(self) -> int:
+        limit, note = arrays.capped_limit(self.settings.array_limit, self.backend.max_array_size())
         if note:
             self.say(note)
         return limit

@@ -35,6 +35,12 @@ class CallBudget:
             return 0.0
         return max(0.0, self._last + self.spacing - self._clock())
 
+    def note_call(self) -> None:
+        """A call made without waiting for a turn, before the run's first status call (the
+        cluster's configuration): it counts, and the next turn keeps its distance from it."""
+        self._last = self._clock()
+        self.calls += 1
+
     async def turn(self) -> None:
         """Wait for the next call's turn and take it."""
         delay = self.wait_seconds()

@@ -1,6 +1,6 @@
 """Kind to the controller: a run asks SLURM at most 10 times a minute and never twice within
 3 s, while each job's end is noticed within about a second of its end, from the job's own
-end hint. Every sacct/squeue call of the run is counted by a wrapper in front of the real
+end hint. Every sacct/squeue/scontrol call of the run is counted by a wrapper in front of the real
 command (it logs the time and runs the real one)."""
 
 import itertools
@@ -23,11 +23,11 @@ JOBS = 16
 
 
 def counting_path(tmp_path: Path) -> tuple[str, Path]:
-    """A PATH whose sacct and squeue log each call's time, then run the real ones."""
+    """A PATH whose sacct, squeue and scontrol log each call's time, then run the real ones."""
     wrappers = tmp_path / "wrappers"
     wrappers.mkdir()
     calls = tmp_path / "calls.log"
-    for name in ("sacct", "squeue"):
+    for name in ("sacct", "squeue", "scontrol"):
         real = shutil.which(name)
         assert real, f"{name} not found"
         script = wrappers / name
@@ -47,10 +47,13 @@ def sacct_ends(run_name: str) -> dict[str, datetime]:
     return {job: datetime.fromisoformat(end).astimezone(UTC) for job, end in rows}
 
 
-def test_few_status_calls_and_ends_noticed_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("arrays", [False, True], ids=["jobs", "arrays"])
+def test_few_status_calls_and_ends_noticed_at_once(tmp_path: Path, arrays: bool) -> None:
+    """With arrays the run also asks scontrol for MaxArraySize: one call more to space."""
     workdir = make_workflow(tmp_path, "arrays")
     path, calls = counting_path(tmp_path)
     args = ["--executor", "frozen", "--jobs", str(JOBS), "--latency-wait", "5"]
+    args += ["--frozen-array-jobs", "all"] if arrays else []
     args += ["--config", f"count={JOBS}", "sleep=3"]
     with BackgroundRun(workdir, *args, env={**os.environ, "PATH": path}) as run:
         code, output = run.finish(timeout=600)

@@ -49,3 +49,15 @@ def test_a_call_after_a_pause_does_not_wait() -> None:
 def test_a_budget_of_nothing_is_refused() -> None:
     with pytest.raises(ValueError, match="must be > 0"):
         CallBudget(0)
+
+
+def test_a_call_made_outside_the_turns_keeps_the_next_one_away() -> None:
+    """The cluster's configuration (scontrol), asked before the first status call, counts
+    as one: the first sacct comes a full spacing after it."""
+    clock = Clock()
+    b = budget(10, clock)
+    b.note_call()
+    noted = clock.now
+    clock.now += 1.0
+    asyncio.run(b.turn())
+    assert clock.now - noted == 6.0 and b.calls == 2
