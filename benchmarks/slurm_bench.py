@@ -783,6 +783,8 @@ def run_scale(settings: Settings, variants: Sequence[Variant], progress=print) -
         runs.append(run)
         state = f"{run.wall:.1f} s" if run.ok else f"FAILED: {run.error}"
         progress(f"scale bench: {variant.name}, {settings.n} jobs: {state}")
+        # A run of 1,000 jobs takes up to an hour: its row is kept even if a later one is cut.
+        progress(scale_table([run], settings))
     return runs
 
 
