@@ -82,5 +82,8 @@ def test_few_status_calls_and_ends_noticed_at_once(tmp_path: Path, arrays: bool)
     # Each end came from the job's own hint; SLURM confirmed it at its next call (the last
     # ones, ending with the run, keep the hint's word: EXIT 0).
     states = [r["state"] for r in records if r["event"] == "ended"]
-    assert set(states) <= {"COMPLETED", "EXIT 0"} and "COMPLETED" in states, states
+    assert set(states) <= {"COMPLETED", "EXIT 0"}, states
+    # With arrays the run's first call is scontrol, as it starts: its sacct calls come 6 s
+    # later, and on a loaded machine every task's hint may end it before one of them.
+    assert arrays or "COMPLETED" in states, states
     assert "ended with exit status 0, but SLURM says" not in output
