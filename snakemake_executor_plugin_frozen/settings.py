@@ -177,9 +177,9 @@ class ExecutorSettings(ExecutorSettingsBase):
     status_calls_per_minute: float = field(
         default=DEFAULT_PER_MINUTE,
         metadata={
-            "help": "Most status calls (sacct, squeue) a run makes a minute, evenly spaced "
-            f"and never two within {MIN_GAP:g} s, however many jobs it has: the controller is "
-            "shared. A job's end is noticed from its own end hint within a second; SLURM "
+            "help": "Most status calls (sacct, squeue, scontrol) a run makes a minute, evenly "
+            f"spaced and never two within {MIN_GAP:g} s, however many jobs it has: the controller "
+            "is shared. A job's end is noticed from its own end hint within a second; SLURM "
             "confirms it in the next call."
         },
     )
